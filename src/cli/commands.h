@@ -1,5 +1,6 @@
-// Subcommands of the `realm` CLI. Each add_*_command registers one subcommand on the app; the
-// callback it installs returns the process exit code through `exit_code` (0 ok, 1 error, 2 usage).
+// Subcommands of the `realm` CLI. Each cmd_<name>.cc defines add_<name>_command, which registers
+// one subcommand on the app; its callback sets `exit_code` (0 ok, 1 error, 2 usage). The build
+// generates command_list.inc (one REALM_COMMAND(name) per cmd_*.cc file).
 #pragma once
 
 namespace CLI {
@@ -8,6 +9,8 @@ class App;
 
 namespace realm::cli {
 
-void add_info_command(CLI::App& app, int& exit_code);
+#define REALM_COMMAND(name) void add_##name##_command(CLI::App& app, int& exit_code);
+#include "command_list.inc"
+#undef REALM_COMMAND
 
 }  // namespace realm::cli

@@ -8,7 +8,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "realm 0.1.0");
   int exit_code = 0;
-  realm::cli::add_info_command(app, exit_code);
+#define REALM_COMMAND(name) realm::cli::add_##name##_command(app, exit_code);
+#include "command_list.inc"
+#undef REALM_COMMAND
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
