@@ -152,8 +152,8 @@ void print_text(const ordered_json& j, const GgufFile& f) {
   if (!j["hyperparameters"].empty()) {
     std::cout << "hyperparameters:\n";
     for (auto& [k, v] : j["hyperparameters"].items()) {
-      std::cout << "  " << k << ": " << v.dump(-1, ' ', false, ordered_json::error_handler_t::replace)
-                << "\n";
+      std::cout << "  " << k << ": "
+                << v.dump(-1, ' ', false, ordered_json::error_handler_t::replace) << "\n";
     }
   }
   std::cout << "tokenizer:\n";

@@ -12,9 +12,9 @@ namespace {
 enum class Kind {
   STRING,
   BOOL,
-  UINT,             // any integer type with a non-negative value
-  FLOAT,            // FLOAT32 or FLOAT64
-  UINT_OR_ARRAY,    // per-layer values may be arrays of integers (llama.cpp get_key_or_arr)
+  UINT,           // any integer type with a non-negative value
+  FLOAT,          // FLOAT32 or FLOAT64
+  UINT_OR_ARRAY,  // per-layer values may be arrays of integers (llama.cpp get_key_or_arr)
   STRING_ARRAY,
   FLOAT_ARRAY,
   INT_ARRAY,
@@ -70,29 +70,44 @@ constexpr std::array kRules = {
 
 std::string_view kind_name(Kind k) {
   switch (k) {
-    case Kind::STRING: return "STRING";
-    case Kind::BOOL: return "BOOL";
-    case Kind::UINT: return "a non-negative integer";
-    case Kind::FLOAT: return "FLOAT32 or FLOAT64";
-    case Kind::UINT_OR_ARRAY: return "a non-negative integer or an array of integers";
-    case Kind::STRING_ARRAY: return "an array of STRING";
-    case Kind::FLOAT_ARRAY: return "an array of FLOAT32";
-    case Kind::INT_ARRAY: return "an array of integers";
+    case Kind::STRING:
+      return "STRING";
+    case Kind::BOOL:
+      return "BOOL";
+    case Kind::UINT:
+      return "a non-negative integer";
+    case Kind::FLOAT:
+      return "FLOAT32 or FLOAT64";
+    case Kind::UINT_OR_ARRAY:
+      return "a non-negative integer or an array of integers";
+    case Kind::STRING_ARRAY:
+      return "an array of STRING";
+    case Kind::FLOAT_ARRAY:
+      return "an array of FLOAT32";
+    case Kind::INT_ARRAY:
+      return "an array of integers";
   }
   return "?";
 }
 
 bool matches(const Value& v, Kind k) {
   switch (k) {
-    case Kind::STRING: return v.is_string();
-    case Kind::BOOL: return v.type() == ValueType::BOOL;
-    case Kind::UINT: return v.as_uint().has_value();
-    case Kind::FLOAT: return v.is_float();
+    case Kind::STRING:
+      return v.is_string();
+    case Kind::BOOL:
+      return v.type() == ValueType::BOOL;
+    case Kind::UINT:
+      return v.as_uint().has_value();
+    case Kind::FLOAT:
+      return v.is_float();
     case Kind::UINT_OR_ARRAY:
       return v.as_uint().has_value() || (v.is_array() && value_type_is_integer(v.elem_type()));
-    case Kind::STRING_ARRAY: return v.is_array() && v.elem_type() == ValueType::STRING;
-    case Kind::FLOAT_ARRAY: return v.is_array() && v.elem_type() == ValueType::FLOAT32;
-    case Kind::INT_ARRAY: return v.is_array() && value_type_is_integer(v.elem_type());
+    case Kind::STRING_ARRAY:
+      return v.is_array() && v.elem_type() == ValueType::STRING;
+    case Kind::FLOAT_ARRAY:
+      return v.is_array() && v.elem_type() == ValueType::FLOAT32;
+    case Kind::INT_ARRAY:
+      return v.is_array() && value_type_is_integer(v.elem_type());
   }
   return false;
 }

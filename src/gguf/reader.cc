@@ -66,8 +66,7 @@ class Parser {
     if (const Value* a = f.find("general.alignment")) {
       auto align = a->type() == ValueType::UINT32 ? a->as_uint() : std::nullopt;
       if (!align || *align == 0 || (*align & (*align - 1)) != 0) {
-        return fail("general.alignment must be a UINT32 power of two, got ",
-                    describe(*a));
+        return fail("general.alignment must be a UINT32 power of two, got ", describe(*a));
       }
       f.alignment_ = *align;
     }
@@ -220,8 +219,8 @@ class Parser {
     uint32_t n_dims = 0;
     REALM_TRY(read_u32(n_dims, "tensor dimension count"));
     if (n_dims == 0 || n_dims > kMaxDims) {
-      return fail_at(at, "tensor '", t.name, "' has ", n_dims, " dimensions (allowed 1..",
-                     kMaxDims, ")");
+      return fail_at(at, "tensor '", t.name, "' has ", n_dims, " dimensions (allowed 1..", kMaxDims,
+                     ")");
     }
     t.dims.resize(n_dims);
     uint64_t n = 1;
@@ -272,9 +271,8 @@ class Parser {
       }
       t.data = bytes_.data() + f.data_offset_ + t.offset;
     }
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return f.tensors_[a].offset < f.tensors_[b].offset;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return f.tensors_[a].offset < f.tensors_[b].offset; });
     for (size_t i = 1; i < order.size(); ++i) {
       const auto& prev = f.tensors_[order[i - 1]];
       const auto& cur = f.tensors_[order[i]];

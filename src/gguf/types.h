@@ -55,7 +55,9 @@ struct TypeLayout {
 // The layout of a known type id, or nullopt for ids this format version does not define.
 std::optional<TypeLayout> type_layout(uint32_t id);
 const TypeLayout& type_layout(GgmlType type);
-inline std::string_view type_name(GgmlType type) { return type_layout(type).name; }
+inline std::string_view type_name(GgmlType type) {
+  return type_layout(type).name;
+}
 // Case-insensitive lookup by name ("q4_k" or "Q4_K").
 std::optional<GgmlType> type_from_name(std::string_view name);
 

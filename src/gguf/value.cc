@@ -6,19 +6,32 @@ namespace realm::gguf {
 
 std::string_view value_type_name(ValueType t) {
   switch (t) {
-    case ValueType::UINT8: return "UINT8";
-    case ValueType::INT8: return "INT8";
-    case ValueType::UINT16: return "UINT16";
-    case ValueType::INT16: return "INT16";
-    case ValueType::UINT32: return "UINT32";
-    case ValueType::INT32: return "INT32";
-    case ValueType::FLOAT32: return "FLOAT32";
-    case ValueType::BOOL: return "BOOL";
-    case ValueType::STRING: return "STRING";
-    case ValueType::ARRAY: return "ARRAY";
-    case ValueType::UINT64: return "UINT64";
-    case ValueType::INT64: return "INT64";
-    case ValueType::FLOAT64: return "FLOAT64";
+    case ValueType::UINT8:
+      return "UINT8";
+    case ValueType::INT8:
+      return "INT8";
+    case ValueType::UINT16:
+      return "UINT16";
+    case ValueType::INT16:
+      return "INT16";
+    case ValueType::UINT32:
+      return "UINT32";
+    case ValueType::INT32:
+      return "INT32";
+    case ValueType::FLOAT32:
+      return "FLOAT32";
+    case ValueType::BOOL:
+      return "BOOL";
+    case ValueType::STRING:
+      return "STRING";
+    case ValueType::ARRAY:
+      return "ARRAY";
+    case ValueType::UINT64:
+      return "UINT64";
+    case ValueType::INT64:
+      return "INT64";
+    case ValueType::FLOAT64:
+      return "FLOAT64";
   }
   return "?";
 }
@@ -27,22 +40,29 @@ uint32_t value_type_size(ValueType t) {
   switch (t) {
     case ValueType::UINT8:
     case ValueType::INT8:
-    case ValueType::BOOL: return 1;
+    case ValueType::BOOL:
+      return 1;
     case ValueType::UINT16:
-    case ValueType::INT16: return 2;
+    case ValueType::INT16:
+      return 2;
     case ValueType::UINT32:
     case ValueType::INT32:
-    case ValueType::FLOAT32: return 4;
+    case ValueType::FLOAT32:
+      return 4;
     case ValueType::UINT64:
     case ValueType::INT64:
-    case ValueType::FLOAT64: return 8;
+    case ValueType::FLOAT64:
+      return 8;
     case ValueType::STRING:
-    case ValueType::ARRAY: return 0;
+    case ValueType::ARRAY:
+      return 0;
   }
   return 0;
 }
 
-bool value_type_valid(uint32_t id) { return id <= static_cast<uint32_t>(ValueType::FLOAT64); }
+bool value_type_valid(uint32_t id) {
+  return id <= static_cast<uint32_t>(ValueType::FLOAT64);
+}
 
 bool value_type_is_integer(ValueType t) {
   switch (t) {
@@ -53,8 +73,10 @@ bool value_type_is_integer(ValueType t) {
     case ValueType::UINT32:
     case ValueType::INT32:
     case ValueType::UINT64:
-    case ValueType::INT64: return true;
-    default: return false;
+    case ValueType::INT64:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -67,11 +89,16 @@ namespace {
 // Signed interpretation of `bits` for type t; `is_neg` set when a signed value is negative.
 int64_t signed_value(ValueType t, uint64_t bits) {
   switch (t) {
-    case ValueType::INT8: return static_cast<int8_t>(bits);
-    case ValueType::INT16: return static_cast<int16_t>(bits);
-    case ValueType::INT32: return static_cast<int32_t>(bits);
-    case ValueType::INT64: return static_cast<int64_t>(bits);
-    default: return 0;
+    case ValueType::INT8:
+      return static_cast<int8_t>(bits);
+    case ValueType::INT16:
+      return static_cast<int16_t>(bits);
+    case ValueType::INT32:
+      return static_cast<int32_t>(bits);
+    case ValueType::INT64:
+      return static_cast<int64_t>(bits);
+    default:
+      return 0;
   }
 }
 
@@ -158,9 +185,15 @@ Value Value::array_of_arrays(std::vector<Value> items) {
   return v;
 }
 
-std::optional<uint64_t> Value::as_uint() const { return to_uint(type_, bits_); }
-std::optional<int64_t> Value::as_int() const { return to_int(type_, bits_); }
-std::optional<double> Value::as_float() const { return to_float(type_, bits_); }
+std::optional<uint64_t> Value::as_uint() const {
+  return to_uint(type_, bits_);
+}
+std::optional<int64_t> Value::as_int() const {
+  return to_int(type_, bits_);
+}
+std::optional<double> Value::as_float() const {
+  return to_float(type_, bits_);
+}
 std::optional<bool> Value::as_bool() const {
   if (type_ != ValueType::BOOL) return std::nullopt;
   return bits_ != 0;

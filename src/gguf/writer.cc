@@ -11,8 +11,12 @@ void put_raw(std::vector<uint8_t>& out, const void* p, size_t n) {
   const auto* b = static_cast<const uint8_t*>(p);
   out.insert(out.end(), b, b + n);
 }
-void put_u32(std::vector<uint8_t>& out, uint32_t v) { put_raw(out, &v, 4); }
-void put_u64(std::vector<uint8_t>& out, uint64_t v) { put_raw(out, &v, 8); }
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  put_raw(out, &v, 4);
+}
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  put_raw(out, &v, 8);
+}
 void put_string(std::vector<uint8_t>& out, std::string_view s) {
   put_u64(out, s.size());
   put_raw(out, s.data(), s.size());
@@ -21,7 +25,9 @@ void put_string(std::vector<uint8_t>& out, std::string_view s) {
 // Writes the payload of a value (without its leading type id).
 void put_value(std::vector<uint8_t>& out, const Value& v) {
   switch (v.type()) {
-    case ValueType::STRING: put_string(out, *v.as_string()); return;
+    case ValueType::STRING:
+      put_string(out, *v.as_string());
+      return;
     case ValueType::ARRAY: {
       put_u32(out, static_cast<uint32_t>(v.elem_type()));
       put_u64(out, v.size());
@@ -42,7 +48,9 @@ void put_value(std::vector<uint8_t>& out, const Value& v) {
   }
 }
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) / a * a;
+}
 
 struct VectorSink {
   std::vector<uint8_t>& out;

@@ -28,9 +28,9 @@ TEST(GgufWriter, WriteFileThenReadBack) {
   GgufWriter w;
   w.add_kv("general.architecture", Value::string("llama"));
   w.add_kv("general.alignment", Value::u32(64));
-  w.add_kv("test.nested", Value::array_of_arrays({Value::string_array({"a", "bc"}),
-                                                  Value::array_of<int32_t>(ValueType::INT32,
-                                                                           {-1, 2, 3})}));
+  w.add_kv("test.nested",
+           Value::array_of_arrays({Value::string_array({"a", "bc"}),
+                                   Value::array_of<int32_t>(ValueType::INT32, {-1, 2, 3})}));
   w.add_kv("test.f32", Value::f32(0.5f));
   std::vector<float> a(32, 1.5f), b(7, -2.0f);
   w.add_tensor("a", GgmlType::F32, {32}, {reinterpret_cast<const uint8_t*>(a.data()), 128});

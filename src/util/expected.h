@@ -15,12 +15,20 @@ struct Error {
   std::string message;
 };
 
-inline void append_piece(std::string& out, const std::string& s) { out += s; }
-inline void append_piece(std::string& out, std::string_view s) { out += s; }
-inline void append_piece(std::string& out, const char* s) { out += s; }
-inline void append_piece(std::string& out, char c) { out += c; }
+inline void append_piece(std::string& out, const std::string& s) {
+  out += s;
+}
+inline void append_piece(std::string& out, std::string_view s) {
+  out += s;
+}
+inline void append_piece(std::string& out, const char* s) {
+  out += s;
+}
+inline void append_piece(std::string& out, char c) {
+  out += c;
+}
 template <typename T>
-  requires std::is_arithmetic_v<T>
+requires std::is_arithmetic_v<T>
 void append_piece(std::string& out, T v) {
   out += std::to_string(v);
 }
@@ -33,11 +41,10 @@ Error make_error(const Args&... args) {
   return Error{std::move(out)};
 }
 
-
 template <typename T>
 class [[nodiscard]] Expected {
  public:
-  Expected(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
+  Expected(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit
   Expected(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
 
   bool ok() const { return v_.index() == 0; }
@@ -97,10 +104,10 @@ using Status = Expected<void>;
 }  // namespace realm
 
 // Propagates an error from an Expected-returning expression: REALM_TRY(parse_header()).
-#define REALM_TRY(expr)                          \
-  do {                                           \
-    auto realm_try_result_ = (expr);             \
-    if (!realm_try_result_.ok()) {               \
-      return realm_try_result_.take_error();     \
-    }                                            \
+#define REALM_TRY(expr)                      \
+  do {                                       \
+    auto realm_try_result_ = (expr);         \
+    if (!realm_try_result_.ok()) {           \
+      return realm_try_result_.take_error(); \
+    }                                        \
   } while (0)
