@@ -131,6 +131,7 @@ class Parser {
 
   Status read_raw(void* out, uint64_t n, const char* what) {
     REALM_TRY(need(n, what));
+    if (n == 0) return {};  // an empty array: `out` may be null
     std::memcpy(out, bytes_.data() + pos_, n);
     pos_ += n;
     return {};
