@@ -1,0 +1,104 @@
+// Dot-product and matmul kernels of every supported weight type with its activation partner type,
+// compiled per ISA (scalar, AVX2, AVX-512) and chosen once at start-up. Plain header: no
+// intrinsics, no ISA #ifdefs; the per-ISA code lives in kernels_<isa>.cc.
+//
+// Numerical contract: for one (weight row, activation row) pair, every matmul call performs the
+// same floating-point operations in the same order, whatever the number of activation rows in the
+// batch and wherever the pair sits in it; so a request gets bit-identical results alone or batched
+// with others. dot() is the same computation as a 1x1 matmul.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "gguf/types.h"
+#include "util/expected.h"
+
+namespace realm::tensor {
+
+using gguf::GgmlType;
+
+enum class Isa : uint8_t { SCALAR = 0, AVX2 = 1, AVX512 = 2 };
+inline constexpr int kNumIsas = 3;
+
+std::string_view isa_name(Isa isa);
+// "scalar", "avx2", "avx512" (case-insensitive), or nullopt.
+std::optional<Isa> isa_from_name(std::string_view name);
+
+// The CPU features the kernels use, each already combined with OS support of the register state
+// it needs (XCR0: YMM for AVX*, opmask/ZMM for AVX-512).
+struct CpuFeatures {
+  bool avx = false;
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512dq = false;
+  bool avx512vnni = false;
+  bool avx512bf16 = false;  // detected and reported; no kernel needs it
+};
+
+// Queries cpuid/xgetbv (all false on non-x86 builds).
+CpuFeatures detect_cpu_features();
+// True when `features` has everything the kernels of `isa` need (SCALAR: always).
+bool isa_supported(Isa isa, const CpuFeatures& features);
+// Best supported ISA, or the one `forced` names (the value of REALM_ISA; null or empty: none).
+// A forced ISA that is unknown, not compiled in, or missing on this CPU is an error.
+Expected<Isa> select_isa(const CpuFeatures& features, const char* forced);
+
+// Dot of `n` elements: one weight row `w` with one activation row `a` of the partner type.
+using DotFn = float (*)(int64_t n, const void* w, const void* a);
+// out[t * out_stride + r] = dot(row r of w, row t of a) for r < n_rows, t < n_tok.
+using MatmulFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t n_rows, const void* a,
+                          size_t a_stride, int64_t n_tok, float* out, size_t out_stride);
+// f32 row of `n` elements -> activation type (n a multiple of its block size).
+using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
+
+inline constexpr int kMaxTypeId = 40;
+
+// Kernels of one ISA, indexed by ggml type id; null entries are unsupported types.
+struct KernelTable {
+  Isa isa = Isa::SCALAR;
+  DotFn dot[kMaxTypeId] = {};               // by weight type
+  MatmulFn matmul[kMaxTypeId] = {};         // by weight type
+  QuantizeRowFn quantize[kMaxTypeId] = {};  // by activation type (F32, F16, BF16, Q8_0/1, Q8_K)
+};
+
+// The activation type llama.cpp pairs with `weight` (F32->F32, F16->F16, BF16->BF16,
+// Q4_0/Q5_0/Q8_0->Q8_0, Q4_1/Q5_1->Q8_1, K types->Q8_K), or nullopt for types without kernels.
+std::optional<GgmlType> activation_type(GgmlType weight);
+
+// The kernels of `isa`, or nullptr when they are not compiled in or the CPU lacks them.
+const KernelTable* kernels_for(Isa isa);
+// The table chosen once per process by select_isa(detect_cpu_features(), getenv("REALM_ISA")).
+// Fails (every call, same message) when REALM_ISA names an unusable ISA.
+Expected<const KernelTable*> active_kernels();
+
+// Quantizes `n_rows` f32 rows of `n_cols` (stride x_stride floats) into `act` rows
+// (y_stride bytes apart). Errors: unsupported type, n_cols not a multiple of the block size.
+Status quantize_rows(const KernelTable& k, GgmlType act, const float* x, size_t x_stride,
+                     int64_t n_rows, int64_t n_cols, void* y, size_t y_stride);
+
+// W (rows of n_cols elements of w_type, w_stride bytes apart) times A (n_tok rows already in
+// activation_type(w_type), a_stride bytes apart), for weight rows [r0, r1) only:
+// out[t * out_stride + r] for r in [r0, r1), t < n_tok. Disjoint row ranges may run in parallel.
+struct MatmulArgs {
+  GgmlType w_type = GgmlType::F32;
+  const void* w = nullptr;
+  size_t w_stride = 0;
+  int64_t n_cols = 0;
+  const void* a = nullptr;
+  size_t a_stride = 0;
+  int64_t n_tok = 0;
+  float* out = nullptr;
+  size_t out_stride = 0;
+  int64_t r0 = 0;
+  int64_t r1 = 0;
+};
+Status matmul(const KernelTable& k, const MatmulArgs& args);
+
+}  // namespace realm::tensor

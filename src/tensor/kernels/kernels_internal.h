@@ -1,0 +1,54 @@
+// Private to src/tensor/kernels: the per-ISA table getters and small scalar helpers shared by the
+// scalar and SIMD implementations (plain C++, no intrinsics). The helpers are `static inline`
+// on purpose: each translation unit, compiled with its own -m flags, keeps its own copy, so the
+// linker can never pick an AVX-512 copy of a helper for the scalar path.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "tensor/blocks.h"
+#include "tensor/kernels/kernels.h"
+
+namespace realm::tensor::kernels_internal {
+
+// Each returns its ISA's table, or nullptr when that ISA is not compiled into this build.
+const KernelTable* scalar_table();
+const KernelTable* avx2_table();
+const KernelTable* avx512_table();
+
+static inline constexpr int id(GgmlType t) {
+  return static_cast<int>(t);
+}
+
+// The 8 scales and 8 mins (6 bits each) of a Q4_K/Q5_K block, unpacked into bytes:
+// out[0..7] = scales, out[8..15] = mins.
+static inline void unpack_k4_scales(const uint8_t* packed, uint8_t out[16]) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+  const uint32_t s[4] = {
+      w[0] & lo6,                                        // scales 0..3
+      (w[2] & lo4) | (((w[0] >> 6) & lo2) << 4),         // scales 4..7
+      w[1] & lo6,                                        // mins 0..3
+      ((w[2] >> 4) & lo4) | (((w[1] >> 6) & lo2) << 4),  // mins 4..7
+  };
+  std::memcpy(out, s, 16);
+}
+
+// The 16 signed scales of a Q3_K block (6-bit values minus 32).
+static inline void unpack_q3k_scales(const uint8_t* packed, int8_t out[16]) {
+  for (int j = 0; j < 16; ++j) {
+    const int low = j < 8 ? (packed[j] & 0xf) : (packed[j - 8] >> 4);
+    const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+    out[j] = static_cast<int8_t>((low | (high << 4)) - 32);
+  }
+}
+
+// One K super-block's contribution: (dy * d) * isum - (dy * dmin) * msum. Shared so that the
+// SIMD paths, which compute isum/msum exactly in integers, round exactly like the scalar path.
+static inline float k_block_sum(float dy, float d, float dmin, int32_t isum, int32_t msum) {
+  return (dy * d) * static_cast<float>(isum) - (dy * dmin) * static_cast<float>(msum);
+}
+
+}  // namespace realm::tensor::kernels_internal

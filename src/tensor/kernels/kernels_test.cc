@@ -1,0 +1,372 @@
+// Every ISA path the machine supports against the scalar path, for every weight type; the scalar
+// path against a float64 dot of dequantized values; activation quantizers against part 1's
+// reference quantizers byte for byte; the batch-independence contract; ISA selection.
+#include "tensor/kernels/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tensor/blocks.h"
+#include "tensor/type_table.h"
+
+namespace realm::tensor {
+namespace {
+
+constexpr GgmlType kWeightTypes[] = {
+    GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
+    GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K,
+    GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+};
+constexpr GgmlType kActivationTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16,
+                                         GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K};
+
+bool is_k_type(GgmlType t) {
+  return t == GgmlType::Q2_K || t == GgmlType::Q3_K || t == GgmlType::Q4_K || t == GgmlType::Q5_K ||
+         t == GgmlType::Q6_K;
+}
+bool is_float_type(GgmlType t) {
+  return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16;
+}
+
+// The SIMD paths this machine can run.
+std::vector<const KernelTable*> simd_tables() {
+  std::vector<const KernelTable*> out;
+  for (Isa isa : {Isa::AVX2, Isa::AVX512}) {
+    if (const KernelTable* k = kernels_for(isa)) out.push_back(k);
+  }
+  return out;
+}
+
+const KernelTable& scalar() {
+  return *kernels_for(Isa::SCALAR);
+}
+
+size_t bytes_of(GgmlType t, int64_t n) {
+  return *gguf::row_bytes(t, static_cast<uint64_t>(n));
+}
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  // A few outliers, as real weights and activations have.
+  for (size_t i = 0; i < n; i += 97) v[i] *= 6.0f;
+  return v;
+}
+
+// n_rows rows of n_cols values quantized to `type` with the reference quantizer.
+std::vector<uint8_t> quantize_ref(GgmlType type, const std::vector<float>& x, int64_t n_rows,
+                                  int64_t n_cols) {
+  const size_t rb = bytes_of(type, n_cols);
+  std::vector<uint8_t> out(rb * n_rows);
+  const TypeTraits* tt = *type_traits(type);
+  for (int64_t r = 0; r < n_rows; ++r)
+    tt->from_float_ref(x.data() + r * n_cols, &out[r * rb], n_cols);
+  return out;
+}
+
+std::vector<float> dequantize_row(GgmlType type, const uint8_t* p, int64_t n) {
+  std::vector<float> out(n);
+  if (type == GgmlType::F32) {
+    std::memcpy(out.data(), p, n * sizeof(float));
+  } else {
+    (*type_traits(type))->to_float(p, out.data(), n);
+  }
+  return out;
+}
+
+// A weight matrix and activation rows, both quantized.
+struct Problem {
+  GgmlType w_type, a_type;
+  int64_t n_rows, n_cols, n_tok;
+  size_t w_stride, a_stride;
+  std::vector<uint8_t> w, a;
+};
+
+Problem make_problem(GgmlType w_type, int64_t n_rows, int64_t n_cols, int64_t n_tok,
+                     uint32_t seed) {
+  Problem p{w_type, *activation_type(w_type), n_rows, n_cols, n_tok, 0, 0, {}, {}};
+  p.w_stride = bytes_of(w_type, n_cols);
+  p.a_stride = bytes_of(p.a_type, n_cols);
+  const auto wf = random_floats(n_rows * n_cols, seed, 0.05f);
+  p.w = w_type == GgmlType::F32 ? std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(wf.data()),
+                                                       reinterpret_cast<const uint8_t*>(wf.data()) +
+                                                           wf.size() * sizeof(float))
+                                : quantize_ref(w_type, wf, n_rows, n_cols);
+  const auto af = random_floats(n_tok * n_cols, seed + 1000, 1.0f);
+  p.a.resize(p.a_stride * n_tok);
+  EXPECT_TRUE(
+      quantize_rows(scalar(), p.a_type, af.data(), n_cols, n_tok, n_cols, p.a.data(), p.a_stride)
+          .ok());
+  return p;
+}
+
+std::vector<float> run_matmul(const KernelTable& k, const Problem& p, int64_t r0, int64_t r1,
+                              int64_t t0, int64_t nt) {
+  std::vector<float> out(nt * p.n_rows, NAN);
+  MatmulArgs m;
+  m.w_type = p.w_type;
+  m.w = p.w.data();
+  m.w_stride = p.w_stride;
+  m.n_cols = p.n_cols;
+  m.a = p.a.data() + t0 * p.a_stride;
+  m.a_stride = p.a_stride;
+  m.n_tok = nt;
+  m.out = out.data();
+  m.out_stride = p.n_rows;
+  m.r0 = r0;
+  m.r1 = r1;
+  const Status s = matmul(k, m);
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  return out;
+}
+
+// Σ|w_i a_i| in float64 over dequantized values: the scale accumulation errors are relative to.
+double abs_dot(const std::vector<float>& w, const std::vector<float>& a) {
+  double s = 0;
+  for (size_t i = 0; i < w.size(); ++i) s += std::fabs(static_cast<double>(w[i]) * a[i]);
+  return s;
+}
+
+TEST(Kernels, EveryTypeHasKernelsOnEveryPath) {
+  std::vector<const KernelTable*> tables = simd_tables();
+  tables.push_back(&scalar());
+  for (const KernelTable* k : tables) {
+    for (GgmlType t : kWeightTypes) {
+      const int i = static_cast<int>(t);
+      EXPECT_NE(k->dot[i], nullptr) << isa_name(k->isa) << " " << gguf::type_name(t);
+      EXPECT_NE(k->matmul[i], nullptr) << isa_name(k->isa) << " " << gguf::type_name(t);
+      EXPECT_NE(k->quantize[static_cast<int>(*activation_type(t))], nullptr);
+    }
+  }
+}
+
+// The scalar path equals a float64 dot of the dequantized weight and activation rows, up to
+// float accumulation (and, for Q4_1/Q5_1, the fp16 rounding of the activation's stored s).
+TEST(Kernels, ScalarMatchesFloat64DotOfDequantizedValues) {
+  for (GgmlType t : kWeightTypes) {
+    const int64_t n = is_float_type(t) ? 4096 + 13 : 4096;
+    const Problem p = make_problem(t, 3, n, 2, 11);
+    for (int64_t r = 0; r < p.n_rows; ++r) {
+      for (int64_t j = 0; j < p.n_tok; ++j) {
+        const uint8_t* wr = &p.w[r * p.w_stride];
+        const uint8_t* ar = &p.a[j * p.a_stride];
+        const auto wd = dequantize_row(t, wr, n);
+        const auto ad = dequantize_row(p.a_type, ar, n);
+        double exact = 0;
+        for (int64_t i = 0; i < n; ++i) exact += static_cast<double>(wd[i]) * ad[i];
+        double tol = 2e-6 * abs_dot(wd, ad) + 1e-30;
+        if (p.a_type == GgmlType::Q8_1) {
+          // s = fp16(d * sum(q)) differs from the dequantized sum by up to 2^-11 relative.
+          const auto* ab = reinterpret_cast<const BlockQ8_1*>(ar);
+          for (int64_t b = 0; b < n / kQK; ++b) {
+            const float m =
+                fp16_to_f32(t == GgmlType::Q4_1 ? reinterpret_cast<const BlockQ4_1*>(wr)[b].m
+                                                : reinterpret_cast<const BlockQ5_1*>(wr)[b].m);
+            tol += std::fabs(m * fp16_to_f32(ab[b].s)) * 1e-3;
+          }
+        }
+        const float got = scalar().dot[static_cast<int>(t)](n, wr, ar);
+        EXPECT_NEAR(got, exact, tol) << gguf::type_name(t) << " row " << r << " tok " << j;
+      }
+    }
+  }
+}
+
+// Per-type tolerance of a SIMD path against the scalar one, relative to Σ|w_i a_i|. Integer dot
+// products inside a block are exact, so only float accumulation order differs; the K types use
+// the scalar path's very float formula per super-block and must agree exactly.
+double simd_tolerance(GgmlType t) {
+  if (is_k_type(t)) return 0.0;
+  return 1e-5;
+}
+
+TEST(Kernels, EverySimdPathAgreesWithScalar) {
+  const auto tables = simd_tables();
+  if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD path";
+  for (GgmlType t : kWeightTypes) {
+    for (int64_t n : {int64_t{512}, int64_t{4096}, int64_t{4096 + 7}}) {
+      if (!gguf::row_bytes(t, n)) continue;
+      const Problem p = make_problem(t, 5, n, 6, 23 + static_cast<uint32_t>(n));
+      const auto ref = run_matmul(scalar(), p, 0, p.n_rows, 0, p.n_tok);
+      for (const KernelTable* k : tables) {
+        const auto got = run_matmul(*k, p, 0, p.n_rows, 0, p.n_tok);
+        for (int64_t j = 0; j < p.n_tok; ++j) {
+          for (int64_t r = 0; r < p.n_rows; ++r) {
+            const auto wd = dequantize_row(t, &p.w[r * p.w_stride], n);
+            const auto ad = dequantize_row(p.a_type, &p.a[j * p.a_stride], n);
+            const double tol = simd_tolerance(t) * abs_dot(wd, ad);
+            const float g = got[j * p.n_rows + r], e = ref[j * p.n_rows + r];
+            if (tol == 0.0) {
+              EXPECT_EQ(g, e) << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n;
+            } else {
+              EXPECT_NEAR(g, e, tol) << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n;
+            }
+            // dot() is the same computation as a 1x1 matmul.
+            const float d =
+                k->dot[static_cast<int>(t)](n, &p.w[r * p.w_stride], &p.a[j * p.a_stride]);
+            EXPECT_EQ(std::memcmp(&d, &g, sizeof d), 0)
+                << isa_name(k->isa) << " " << gguf::type_name(t);
+          }
+        }
+      }
+    }
+  }
+}
+
+// A request gets bit-identical results alone or batched with others, wherever it sits in the
+// batch, and whatever row range a thread computes.
+TEST(Kernels, MatmulIsBatchIndependent) {
+  std::vector<const KernelTable*> tables = simd_tables();
+  tables.push_back(&scalar());
+  constexpr int64_t kTok = 11;
+  for (GgmlType t : kWeightTypes) {
+    const int64_t n = is_float_type(t) ? 512 + 5 : 512;
+    const Problem p = make_problem(t, 7, n, kTok, 5);
+    for (const KernelTable* k : tables) {
+      const auto full = run_matmul(*k, p, 0, p.n_rows, 0, kTok);
+      for (int64_t t0 = 0; t0 < kTok; ++t0) {
+        for (int64_t nt : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, kTok - t0}) {
+          if (t0 + nt > kTok) continue;
+          // Rows split in two ranges, as two threads would.
+          auto part = run_matmul(*k, p, 0, 3, t0, nt);
+          const auto rest = run_matmul(*k, p, 3, p.n_rows, t0, nt);
+          for (int64_t j = 0; j < nt; ++j) {
+            for (int64_t r = 3; r < p.n_rows; ++r) part[j * p.n_rows + r] = rest[j * p.n_rows + r];
+          }
+          EXPECT_EQ(std::memcmp(part.data(), &full[t0 * p.n_rows], part.size() * sizeof(float)), 0)
+              << isa_name(k->isa) << " " << gguf::type_name(t) << " tokens " << t0 << "+" << nt;
+        }
+      }
+    }
+  }
+}
+
+// Inputs that probe the rounding rules: exact .5 ties, all-zero blocks, equal magnitudes of both
+// signs, tiny and huge values.
+std::vector<float> adversarial_row(int64_t n, uint32_t seed) {
+  std::vector<float> x = random_floats(n, seed, 3.0f);
+  for (int64_t b = 0; b * 256 < n; ++b) {
+    float* blk = x.data() + b * 256;
+    switch (b % 6) {
+      case 0:  // amax 127 -> Q8_0/Q8_1 d = 1, so x * id are exact ties
+        for (int i = 0; i < 256; ++i) blk[i] = static_cast<float>(i % 50) - 24.5f;
+        for (int i = 0; i < 256; i += 32) blk[i] = 127.0f;
+        break;
+      case 1:  // zeros
+        for (int i = 0; i < 256; ++i) blk[i] = 0.0f;
+        break;
+      case 2:  // the same largest magnitude with both signs, negative first
+        blk[3] = -9.0f;
+        blk[200] = 9.0f;
+        break;
+      case 3:
+        for (int i = 0; i < 256; ++i) blk[i] *= 1e-30f;
+        break;
+      case 4:
+        for (int i = 0; i < 256; ++i) blk[i] *= 1e4f;
+        break;
+      default:
+        break;
+    }
+  }
+  return x;
+}
+
+TEST(Kernels, SimdActivationQuantizersAreBitIdenticalToReference) {
+  const auto tables = simd_tables();
+  if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD path";
+  constexpr int64_t kN = 256 * 12;
+  const auto x = adversarial_row(kN, 99);
+  for (GgmlType a : kActivationTypes) {
+    const size_t rb = bytes_of(a, kN);
+    std::vector<uint8_t> want(rb);
+    if (a == GgmlType::F32) {
+      std::memcpy(want.data(), x.data(), rb);
+    } else {
+      (*type_traits(a))->from_float_ref(x.data(), want.data(), kN);
+    }
+    std::vector<uint8_t> got_scalar(rb);
+    ASSERT_TRUE(quantize_rows(scalar(), a, x.data(), kN, 1, kN, got_scalar.data(), rb).ok());
+    EXPECT_EQ(got_scalar, want) << "scalar " << gguf::type_name(a);
+    for (const KernelTable* k : tables) {
+      std::vector<uint8_t> got(rb);
+      ASSERT_TRUE(quantize_rows(*k, a, x.data(), kN, 1, kN, got.data(), rb).ok());
+      EXPECT_EQ(got, want) << isa_name(k->isa) << " " << gguf::type_name(a);
+    }
+  }
+}
+
+TEST(Kernels, RejectsBadArguments) {
+  const KernelTable& k = scalar();
+  std::vector<float> x(64), out(4);
+  std::vector<uint8_t> y(1024);
+  const Status q = quantize_rows(k, GgmlType::Q8_K, x.data(), 64, 1, 64, y.data(), 1024);
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.error().message.find("Q8_K"), std::string::npos) << q.error().message;
+  EXPECT_FALSE(quantize_rows(k, GgmlType::Q4_0, x.data(), 64, 1, 64, y.data(), 1024).ok());
+
+  MatmulArgs m;
+  m.w_type = GgmlType::IQ2_XS;
+  m.w = y.data();
+  m.a = y.data();
+  m.n_cols = 256;
+  m.out = out.data();
+  const Status s = matmul(k, m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("IQ2_XS"), std::string::npos) << s.error().message;
+  m.w_type = GgmlType::Q4_K;
+  m.n_cols = 100;
+  EXPECT_FALSE(matmul(k, m).ok());
+}
+
+TEST(Isa, SelectionHonoursTheForcedPathAndRefusesWhatTheCpuLacks) {
+  CpuFeatures none;
+  CpuFeatures avx2;
+  avx2.avx = avx2.avx2 = avx2.fma = avx2.f16c = true;
+  CpuFeatures avx512 = avx2;
+  avx512.avx512f = avx512.avx512bw = avx512.avx512vl = avx512.avx512dq = avx512.avx512vnni = true;
+
+  EXPECT_EQ(*select_isa(none, nullptr), Isa::SCALAR);
+  EXPECT_EQ(*select_isa(none, ""), Isa::SCALAR);
+  EXPECT_EQ(*select_isa(none, "scalar"), Isa::SCALAR);
+  EXPECT_FALSE(select_isa(none, "avx2").ok());
+  EXPECT_FALSE(select_isa(avx2, "avx512").ok());
+  CpuFeatures no_vnni = avx512;
+  no_vnni.avx512vnni = false;
+  EXPECT_FALSE(isa_supported(Isa::AVX512, no_vnni));
+  CpuFeatures no_fma = avx2;
+  no_fma.fma = false;
+  EXPECT_FALSE(isa_supported(Isa::AVX2, no_fma));
+  const auto bad = select_isa(avx512, "sse9");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("sse9"), std::string::npos);
+  EXPECT_EQ(*select_isa(avx512, "AVX2"), Isa::AVX2);
+  EXPECT_EQ(*select_isa(avx512, "scalar"), Isa::SCALAR);
+#if defined(__x86_64__)
+  EXPECT_EQ(*select_isa(avx512, nullptr), Isa::AVX512);
+  EXPECT_EQ(*select_isa(avx2, nullptr), Isa::AVX2);
+#endif
+}
+
+TEST(Isa, DetectionIsConsistentAndTheActivePathWorks) {
+  const CpuFeatures f = detect_cpu_features();
+  EXPECT_TRUE(!f.avx512f || f.avx);
+  EXPECT_TRUE(!f.avx2 || f.avx);
+  const auto active = active_kernels();
+  // REALM_ISA may force a path; the decision must be one the CPU supports.
+  ASSERT_TRUE(active.ok()) << active.error().message;
+  EXPECT_TRUE(isa_supported((*active)->isa, f));
+  if (const char* forced = std::getenv("REALM_ISA"); forced != nullptr && *forced != '\0') {
+    EXPECT_EQ(isa_name((*active)->isa), std::string(forced));
+  }
+}
+
+}  // namespace
+}  // namespace realm::tensor
