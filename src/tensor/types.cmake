@@ -10,5 +10,5 @@ set_source_files_properties(quantize.cc quantize_model.cc PROPERTIES COMPILE_OPT
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 find_package(nlohmann_json REQUIRED)
 realm_test(tensor_types_test
-           SOURCES quantize_test.cc
+           SOURCES quantize_test.cc quantize_model_test.cc
            LIBS realm_tensor OpenSSL::Crypto nlohmann_json::nlohmann_json)
