@@ -34,6 +34,12 @@ target_compile_options(realm_tensor_kernels PRIVATE -ffp-contract=off)
 if(TARGET realm_tensor)
   realm_test(tensor_kernels_test SOURCES ${_kdir}/kernels_test.cc
              LIBS realm_tensor_kernels realm_tensor)
+  # The start-up decision under each forced value of REALM_ISA (and an unknown one).
+  foreach(_isa scalar avx2 avx512 bogus)
+    add_test(NAME tensor_kernels_forced_${_isa}
+             COMMAND tensor_kernels_test --gtest_filter=Isa.DetectionIsConsistentAndTheActivePathWorks)
+    set_tests_properties(tensor_kernels_forced_${_isa} PROPERTIES ENVIRONMENT "REALM_ISA=${_isa}")
+  endforeach()
 endif()
 
 find_package(benchmark QUIET)
