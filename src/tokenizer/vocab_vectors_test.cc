@@ -1,0 +1,123 @@
+// Conformance: every ../shared/vocab/*.gguf.inp/.out vector file (llama.cpp's test-tokenizer-0
+// semantics: no BOS/EOS added, special-token text not parsed) must tokenize exactly.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+
+namespace realm::tok {
+namespace {
+
+std::string shared_dir() {
+  const char* env = std::getenv("REALM_SHARED_DIR");
+  return env ? env : REALM_SHARED_DIR;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> vector_files() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(shared_dir() + "/vocab", ec)) {
+    const std::string name = e.path().filename().string();
+    const std::string suffix = ".gguf.inp";
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      names.push_back(name.substr(0, name.size() - 4));  // the .gguf name
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Splits like test-tokenizer-0: inputs separated by "\n__ggml_vocab_test__\n", one output line
+// per input.
+struct Case {
+  std::string text;
+  std::vector<TokenId> ids;
+};
+
+std::vector<Case> read_cases(const std::string& gguf_path) {
+  const std::string raw = read_all(gguf_path + ".inp");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> inputs;
+  for (size_t pos = 0; pos < raw.size();) {
+    const size_t next = raw.find(sep, pos);
+    if (next == std::string::npos) {
+      inputs.push_back(raw.substr(pos));
+      break;
+    }
+    inputs.push_back(raw.substr(pos, next - pos));
+    pos = next + sep.size();
+  }
+  std::ifstream out(gguf_path + ".out");
+  std::vector<Case> cases;
+  size_t i = 0;
+  for (std::string line; std::getline(out, line); ++i) {
+    Case c;
+    c.text = i < inputs.size() ? inputs[i] : "";
+    std::istringstream ss(line);
+    for (long id; ss >> id;) c.ids.push_back(static_cast<TokenId>(id));
+    cases.push_back(std::move(c));
+  }
+  EXPECT_EQ(inputs.size(), cases.size()) << gguf_path;
+  return cases;
+}
+
+std::string show(const std::vector<TokenId>& ids) {
+  std::string s;
+  for (TokenId id : ids) s += " " + std::to_string(id);
+  return s;
+}
+
+class VocabVectors : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VocabVectors, TokenizeExactly) {
+  const std::string path = shared_dir() + "/vocab/" + GetParam();
+  auto tok = Tokenizer::load(path);
+  if (!tok.ok() &&
+      tok.error().message.find("unsupported tokenizer.ggml.model 'bert'") != std::string::npos) {
+    GTEST_SKIP() << "WordPiece (bert) is not implemented yet";
+  }
+  ASSERT_TRUE(tok.ok()) << tok.error().message;
+  const auto cases = read_cases(path);
+  ASSERT_FALSE(cases.empty());
+  int failures = 0;
+  for (const Case& c : cases) {
+    const auto ids = tok->encode(c.text, /*add_special=*/false, /*parse_special=*/false);
+    if (ids != c.ids && ++failures <= 5) {
+      ADD_FAILURE() << GetParam() << " text '" << c.text << "'\n  want" << show(c.ids) << "\n  got "
+                    << show(ids);
+    }
+  }
+  EXPECT_EQ(failures, 0) << failures << " of " << cases.size() << " vectors differ";
+}
+
+std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param.substr(0, info.param.size() - 5);  // drop ".gguf"
+  if (n.rfind("ggml-vocab-", 0) == 0) n = n.substr(11);
+  for (char& c : n) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shared, VocabVectors, ::testing::ValuesIn(vector_files()), test_name);
+
+TEST(VocabVectorsPresent, AtLeastFourteenFiles) {
+  EXPECT_GE(vector_files().size(), 14u);
+}
+
+}  // namespace
+}  // namespace realm::tok
