@@ -1,0 +1,402 @@
+// The llama-family forward pass (llama 1/2/3, TinyLlama, Mistral without sliding window,
+// SmolLM, Qwen2): pre-norm decoder blocks of RMSNorm -> attention with RoPE and grouped KV heads
+// -> residual -> RMSNorm -> SwiGLU FFN -> residual.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include "model/model.h"
+#include "tensor/blocks.h"
+#include "tensor/kernels/kernels.h"
+#include "tensor/type_table.h"
+#include "util/thread_pool.h"
+
+namespace realm::model {
+
+// x * y + z rounded once to float (a fused multiply-add), computed in double: the product of two
+// floats is exact in double, so only the final rounding matters.
+inline float fma_f32(float x, float y, float z) {
+  return static_cast<float>(static_cast<double>(x) * y + z);
+}
+
+// The dot product of an F16-rounded query with an F16 key row, in llama.cpp's order on AVX-512:
+// 64-element steps into 4 x 16 float lanes, reduced pairwise, then a double tail. The products of
+// two F16 values are exact in float, so the lane sums need no fused multiply-add.
+float fa_dot(const float* q, const tensor::Fp16* k, int64_t n) {
+  const int64_t np = n & ~int64_t{63};
+  float lanes[4][16] = {};
+  for (int64_t i = 0; i < np; i += 64) {
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 16; ++l) {
+        const int64_t e = i + j * 16 + l;
+        lanes[j][l] += q[e] * tensor::fp16_to_f32(k[e]);
+      }
+    }
+  }
+  double sum = 0.0;
+  if (np > 0) {
+    float v[16];
+    for (int l = 0; l < 16; ++l) v[l] = (lanes[0][l] + lanes[2][l]) + (lanes[1][l] + lanes[3][l]);
+    float h8[8], h4[4];
+    for (int l = 0; l < 8; ++l) h8[l] = v[l + 8] + v[l];
+    for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
+    sum = static_cast<double>((h4[0] + h4[2]) + (h4[1] + h4[3]));
+  }
+  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * tensor::fp16_to_f32(k[i]));
+  return static_cast<float>(sum);
+}
+
+struct Forward {
+  const Model& m;
+  Workspace& ws;
+  const tensor::KernelTable& kt;
+  const Hparams& hp;
+  std::span<const SequenceStep> steps;
+  int64_t n_tok = 0;
+  std::vector<int32_t> tok_seq;  // step index of each batch row
+  std::vector<int64_t> tok_pos;  // position of each batch row in its sequence
+
+  std::mutex err_mu;
+  std::optional<Error> err;
+
+  void fail(Error e) {
+    std::lock_guard<std::mutex> lock(err_mu);
+    if (!err) err = std::move(e);
+  }
+
+  void parallel(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    ws.pool_->parallel_for(n, grain, fn);
+  }
+
+  // y = x / sqrt(mean(x^2) + eps) * w per row; the sum of squares is accumulated in double, as
+  // ggml does.
+  void rms_norm(const float* x, const std::vector<float>& w, float* y, int64_t rows) {
+    const int64_t n = hp.n_embd;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * n;
+      float* yr = y + r * n;
+      double sum = 0.0;
+      for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(xr[i] * xr[i]);
+      const float mean = static_cast<float>(sum / static_cast<double>(n));
+      const float scale = 1.0f / std::sqrt(mean + hp.rms_eps);
+      for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] * scale) * w[static_cast<size_t>(i)];
+    }
+  }
+
+  // out[t][r] = W row r . in row t, for several weights sharing one input: the input is quantized
+  // once per activation type.
+  struct Target {
+    const Weight* w;
+    float* out;
+  };
+  void linear(std::initializer_list<Target> targets, const float* in, int64_t rows) {
+    const int64_t n_cols = targets.begin()->w->n_cols;
+    std::optional<GgmlType> quantized_as;
+    const void* a = nullptr;
+    size_t a_stride = 0;
+    for (const Target& t : targets) {
+      GgmlType act = *tensor::activation_type(t.w->type);
+      if (act == GgmlType::F32) {
+        a = in;
+        a_stride = static_cast<size_t>(n_cols) * sizeof(float);
+      } else if (quantized_as != act) {
+        a_stride = static_cast<size_t>(*gguf::row_bytes(act, static_cast<uint64_t>(n_cols)));
+        ws.qbuf_.resize(a_stride * static_cast<size_t>(rows));
+        parallel(rows, 1, [&](int64_t r0, int64_t r1) {
+          auto st =
+              tensor::quantize_rows(kt, act, in + r0 * n_cols, static_cast<size_t>(n_cols), r1 - r0,
+                                    n_cols, ws.qbuf_.data() + r0 * a_stride, a_stride);
+          if (!st) fail(st.take_error());
+        });
+        quantized_as = act;
+        a = ws.qbuf_.data();
+      } else {
+        a = ws.qbuf_.data();
+      }
+      const Weight& w = *t.w;
+      tensor::MatmulArgs args;
+      args.w_type = w.type;
+      args.w = w.data;
+      args.w_stride = w.row_bytes;
+      args.n_cols = n_cols;
+      args.a = a;
+      args.a_stride = a_stride;
+      args.n_tok = rows;
+      args.out = t.out;
+      args.out_stride = static_cast<size_t>(w.n_rows);
+      parallel(w.n_rows, 16, [&](int64_t r0, int64_t r1) {
+        tensor::MatmulArgs part = args;
+        part.r0 = r0;
+        part.r1 = r1;
+        auto st = tensor::matmul(kt, part);
+        if (!st) fail(st.take_error());
+      });
+    }
+  }
+
+  // Rotates each head of `x` (rows of n_heads * head_dim) by its token's position.
+  void rope(float* x, int64_t n_heads) {
+    const int64_t hd = hp.head_dim, n_rot = hp.n_rot;
+    const float theta_scale = std::pow(hp.rope_freq_base, -2.0f / static_cast<float>(n_rot));
+    std::vector<float> cos_c(static_cast<size_t>(n_rot / 2)), sin_c(cos_c.size());
+    for (int64_t t = 0; t < n_tok; ++t) {
+      // ggml builds the angles by repeated multiplication in float; do the same.
+      float theta = static_cast<float>(tok_pos[static_cast<size_t>(t)]);
+      for (int64_t i = 0; i < n_rot / 2; ++i) {
+        const float ff = m.rope_freqs_.empty() ? 1.0f : m.rope_freqs_[static_cast<size_t>(i)];
+        const float angle = hp.rope_freq_scale * (theta / ff);
+        cos_c[static_cast<size_t>(i)] = std::cos(angle);
+        sin_c[static_cast<size_t>(i)] = std::sin(angle);
+        theta *= theta_scale;
+      }
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + (t * n_heads + h) * hd;
+        for (int64_t i = 0; i < n_rot / 2; ++i) {
+          const int64_t a = hp.rope_type == RopeType::NORM ? 2 * i : i;
+          const int64_t b = hp.rope_type == RopeType::NORM ? 2 * i + 1 : i + n_rot / 2;
+          const float c = cos_c[static_cast<size_t>(i)], s = sin_c[static_cast<size_t>(i)];
+          const float x0 = v[a], x1 = v[b];
+          v[a] = x0 * c - x1 * s;
+          v[b] = x0 * s + x1 * c;
+        }
+      }
+    }
+  }
+
+  void store_kv(int64_t il, const float* k, const float* v) {
+    const int64_t n = hp.n_embd_kv();
+    for (int64_t t = 0; t < n_tok; ++t) {
+      KvCache& c = *steps[static_cast<size_t>(tok_seq[static_cast<size_t>(t)])].cache;
+      const int64_t pos = tok_pos[static_cast<size_t>(t)];
+      uint8_t* kd = c.k_at(il, pos);
+      uint8_t* vd = c.v_at(il, pos);
+      if (c.type() == KvType::F16) {
+        auto* k16 = reinterpret_cast<tensor::Fp16*>(kd);
+        auto* v16 = reinterpret_cast<tensor::Fp16*>(vd);
+        for (int64_t i = 0; i < n; ++i) {
+          k16[i] = tensor::f32_to_fp16(k[t * n + i]);
+          v16[i] = tensor::f32_to_fp16(v[t * n + i]);
+        }
+      } else {
+        std::memcpy(kd, k + t * n, static_cast<size_t>(n) * sizeof(float));
+        std::memcpy(vd, v + t * n, static_cast<size_t>(n) * sizeof(float));
+      }
+    }
+  }
+
+  // Causal attention of every (token, head) over its own sequence's cache.
+  //
+  // F16 cache: computed the way llama.cpp's CPU flash attention does (its default), so logits
+  // agree closely: the query is rounded to F16, each K.q dot accumulates in double, the softmax
+  // is online (running max and sum) and the V accumulator is kept in F16, rounded after every
+  // update. F32 cache: plain scores, softmax with a double sum, f32 V accumulation (llama.cpp's
+  // non-flash path).
+  void attention(int64_t il, const float* q, float* out) {
+    const int64_t hd = hp.head_dim, n_head = hp.n_head;
+    const int64_t group = hp.n_head / hp.n_head_kv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    parallel(n_tok * n_head, 1, [&](int64_t u0, int64_t u1) {
+      std::vector<float> scores, qh(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
+      std::vector<tensor::Fp16> acc16(static_cast<size_t>(hd));
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t t = u / n_head, h = u % n_head, g = h / group;
+        KvCache& c = *steps[static_cast<size_t>(tok_seq[static_cast<size_t>(t)])].cache;
+        const int64_t n_kv = tok_pos[static_cast<size_t>(t)] + 1;
+        const float* qsrc = q + (t * n_head + h) * hd;
+        float* dst = out + (t * n_head + h) * hd;
+        if (c.type() == KvType::F16) {
+          for (int64_t d = 0; d < hd; ++d) {
+            qh[static_cast<size_t>(d)] = tensor::fp16_to_f32(tensor::f32_to_fp16(qsrc[d]));
+          }
+          std::fill(acc16.begin(), acc16.end(), tensor::Fp16{0});
+          float m_run = -INFINITY, s_run = 0.0f;
+          for (int64_t j = 0; j < n_kv; ++j) {
+            const auto* kr = reinterpret_cast<const tensor::Fp16*>(c.k_at(il, j)) + g * hd;
+            const float s = fa_dot(qh.data(), kr, hd) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > m_run) {
+              const float m_old = m_run;
+              m_run = s;
+              ms = std::exp(m_old - m_run);
+              for (auto& a : acc16) a = tensor::f32_to_fp16(tensor::fp16_to_f32(a) * ms);
+            } else {
+              vs = std::exp(s - m_run);
+            }
+            const auto* vr = reinterpret_cast<const tensor::Fp16*>(c.v_at(il, j)) + g * hd;
+            for (int64_t d = 0; d < hd; ++d) {
+              auto& a = acc16[static_cast<size_t>(d)];
+              a = tensor::f32_to_fp16(
+                  fma_f32(tensor::fp16_to_f32(vr[d]), vs, tensor::fp16_to_f32(a)));
+            }
+            s_run = fma_f32(s_run, ms, vs);
+          }
+          const float inv = s_run == 0.0f ? 0.0f : 1.0f / s_run;
+          for (int64_t d = 0; d < hd; ++d) {
+            dst[d] = tensor::fp16_to_f32(acc16[static_cast<size_t>(d)]) * inv;
+          }
+          continue;
+        }
+        scores.resize(static_cast<size_t>(n_kv));
+        float max_s = -INFINITY;
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const auto* kr = reinterpret_cast<const float*>(c.k_at(il, j)) + g * hd;
+          float s = 0.0f;
+          for (int64_t d = 0; d < hd; ++d) s += qsrc[d] * kr[d];
+          s *= scale;
+          scores[static_cast<size_t>(j)] = s;
+          max_s = std::max(max_s, s);
+        }
+        double sum = 0.0;
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const float e = std::exp(scores[static_cast<size_t>(j)] - max_s);
+          scores[static_cast<size_t>(j)] = e;
+          sum += e;
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const float p = scores[static_cast<size_t>(j)] * inv;
+          const auto* vr = reinterpret_cast<const float*>(c.v_at(il, j)) + g * hd;
+          for (int64_t d = 0; d < hd; ++d) acc[static_cast<size_t>(d)] += p * vr[d];
+        }
+        std::copy(acc.begin(), acc.end(), dst);
+      }
+    });
+  }
+
+  Status run() {
+    const int64_t E = hp.n_embd, Q = hp.n_embd_q(), KV = hp.n_embd_kv(), F = hp.n_ff;
+    auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
+    ws.x_.resize(sz(n_tok, E));
+    ws.xn_.resize(sz(n_tok, std::max(E, Q)));
+    ws.q_.resize(sz(n_tok, Q));
+    ws.k_.resize(sz(n_tok, KV));
+    ws.v_.resize(sz(n_tok, KV));
+    ws.attn_.resize(sz(n_tok, Q));
+    ws.gate_.resize(sz(n_tok, F));
+    ws.up_.resize(sz(n_tok, F));
+
+    // Token embeddings.
+    const auto* emb = *tensor::type_traits(m.tok_embd_.type);
+    {
+      int64_t t = 0;
+      for (const SequenceStep& s : steps) {
+        for (int32_t id : s.tokens) {
+          emb->to_float(m.tok_embd_.data + static_cast<size_t>(id) * m.tok_embd_.row_bytes,
+                        ws.x_.data() + t * E, E);
+          ++t;
+        }
+      }
+    }
+
+    float* x = ws.x_.data();
+    float* xn = ws.xn_.data();
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+      const Model::Layer& l = m.layers_[static_cast<size_t>(il)];
+      rms_norm(x, l.attn_norm, xn, n_tok);
+      linear({{&l.wq, ws.q_.data()}, {&l.wk, ws.k_.data()}, {&l.wv, ws.v_.data()}}, xn, n_tok);
+      if (hp.attn_bias) {
+        add_bias(ws.q_.data(), l.bq);
+        add_bias(ws.k_.data(), l.bk);
+        add_bias(ws.v_.data(), l.bv);
+      }
+      rope(ws.q_.data(), hp.n_head);
+      rope(ws.k_.data(), hp.n_head_kv);
+      store_kv(il, ws.k_.data(), ws.v_.data());
+      attention(il, ws.q_.data(), ws.attn_.data());
+      linear({{&l.wo, xn}}, ws.attn_.data(), n_tok);
+      for (size_t i = 0; i < sz(n_tok, E); ++i) x[i] += xn[i];
+
+      rms_norm(x, l.ffn_norm, xn, n_tok);
+      linear({{&l.w_gate, ws.gate_.data()}, {&l.w_up, ws.up_.data()}}, xn, n_tok);
+      float* g = ws.gate_.data();
+      const float* up = ws.up_.data();
+      for (size_t i = 0; i < sz(n_tok, F); ++i) {
+        const float silu = g[i] / (1.0f + std::exp(-g[i]));
+        g[i] = silu * up[i];
+      }
+      linear({{&l.w_down, xn}}, g, n_tok);
+      for (size_t i = 0; i < sz(n_tok, E); ++i) x[i] += xn[i];
+      if (err) return *err;
+    }
+
+    // Final norm and output projection for the rows that want logits.
+    std::vector<int64_t> rows;
+    {
+      int64_t t = 0;
+      for (const SequenceStep& s : steps) {
+        const int64_t n = static_cast<int64_t>(s.tokens.size());
+        for (int64_t i = s.all_logits ? 0 : n - 1; i < n; ++i) rows.push_back(t + i);
+        t += n;
+      }
+    }
+    const int64_t n_out = static_cast<int64_t>(rows.size());
+    std::vector<float> sel(sz(n_out, E));
+    for (int64_t r = 0; r < n_out; ++r) {
+      std::memcpy(sel.data() + r * E, x + rows[static_cast<size_t>(r)] * E, sz(E, 4));
+    }
+    rms_norm(sel.data(), m.output_norm_, sel.data(), n_out);
+    ws.out_rows_.resize(sz(n_out, hp.n_vocab));
+    linear({{&m.output_, ws.out_rows_.data()}}, sel.data(), n_out);
+    if (err) return *err;
+    int64_t r = 0;
+    for (const SequenceStep& s : steps) {
+      const int64_t n = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+      std::memcpy(s.logits.data(), ws.out_rows_.data() + r * hp.n_vocab, sz(n * hp.n_vocab, 4));
+      r += n;
+    }
+    return {};
+  }
+
+  void add_bias(float* y, const std::vector<float>& b) {
+    const int64_t n = static_cast<int64_t>(b.size());
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t i = 0; i < n; ++i) y[t * n + i] += b[static_cast<size_t>(i)];
+    }
+  }
+};
+
+Status Model::forward(std::span<const SequenceStep> steps, Workspace& ws) const {
+  auto kernels = tensor::active_kernels();
+  if (!kernels) return kernels.take_error();
+  if (steps.empty()) return make_error("forward: no sequences in the batch");
+  Forward f{*this, ws, **kernels, hp_, steps};
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const SequenceStep& st = steps[s];
+    if (!st.cache || st.tokens.empty())
+      return make_error("forward: sequence ", s, " has no tokens");
+    for (size_t o = 0; o < s; ++o) {
+      if (steps[o].cache == st.cache) {
+        return make_error("forward: sequences ", o, " and ", s, " share one KV cache");
+      }
+    }
+    const int64_t n = static_cast<int64_t>(st.tokens.size());
+    if (st.cache->size() + n > st.cache->n_ctx()) {
+      return make_error("context full: ", st.cache->size(), " tokens in the cache + ", n,
+                        " new exceed the context size ", st.cache->n_ctx());
+    }
+    for (int32_t id : st.tokens) {
+      if (id < 0 || id >= hp_.n_vocab) {
+        return make_error("token id ", id, " is out of range [0, ", hp_.n_vocab, ")");
+      }
+    }
+    const size_t need = static_cast<size_t>((st.all_logits ? n : 1) * hp_.n_vocab);
+    if (st.logits.size() < need) {
+      return make_error("forward: logits buffer of ", st.logits.size(), " floats, need ", need);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      f.tok_seq.push_back(static_cast<int32_t>(s));
+      f.tok_pos.push_back(st.cache->size() + i);
+    }
+  }
+  f.n_tok = static_cast<int64_t>(f.tok_seq.size());
+  REALM_TRY(f.run());
+  for (const SequenceStep& st : steps) {
+    st.cache->size_ += static_cast<int64_t>(st.tokens.size());
+  }
+  return {};
+}
+
+}  // namespace realm::model

@@ -1,0 +1,134 @@
+#include "model/model.h"
+
+#include <cstring>
+
+#include "tensor/kernels/kernels.h"
+#include "tensor/type_table.h"
+#include "util/thread_pool.h"
+
+namespace realm::model {
+
+std::optional<KvType> kv_type_from_name(std::string_view name) {
+  if (name == "f16") return KvType::F16;
+  if (name == "f32") return KvType::F32;
+  return std::nullopt;
+}
+
+KvCache::KvCache(const Hparams& hp, int64_t n_ctx, KvType type)
+    : n_ctx_(n_ctx),
+      type_(type),
+      row_(static_cast<size_t>(hp.n_embd_kv()) * (type == KvType::F16 ? 2 : 4)),
+      k_(static_cast<size_t>(hp.n_layer * n_ctx) * row_),
+      v_(static_cast<size_t>(hp.n_layer * n_ctx) * row_) {}
+
+void KvCache::truncate(int64_t n) {
+  if (n >= 0 && n < size_) size_ = n;
+}
+
+Workspace::Workspace(int n_threads) : pool_(std::make_unique<ThreadPool>(n_threads)) {}
+Workspace::~Workspace() = default;
+int Workspace::n_threads() const {
+  return pool_->size();
+}
+
+namespace {
+
+// Checks that tensor `name` exists with dims {n_cols, n_rows} and a type the kernels support.
+Expected<Weight> bind_matrix(const gguf::GgufFile& f, const std::string& name, int64_t n_cols,
+                             int64_t n_rows) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  if (!t) return make_error("missing tensor '", name, "'");
+  int64_t rows = t->dims.size() > 1 ? static_cast<int64_t>(t->dims[1]) : 1;
+  for (size_t i = 2; i < t->dims.size(); ++i) rows *= static_cast<int64_t>(t->dims[i]);
+  if (static_cast<int64_t>(t->dims[0]) != n_cols || rows != n_rows) {
+    std::string got;
+    for (uint64_t d : t->dims) got += (got.empty() ? "" : " x ") + std::to_string(d);
+    return make_error("tensor '", name, "' has shape ", got, ", expected ", n_cols, " x ", n_rows);
+  }
+  auto traits = tensor::type_traits(t->type);
+  if (!traits) return make_error("tensor '", name, "': ", traits.error().message);
+  if (n_rows > 1 && !tensor::activation_type(t->type)) {
+    return make_error("tensor '", name, "' has type ", gguf::type_name(t->type),
+                      ", which has no matmul kernel");
+  }
+  Weight w;
+  w.type = t->type;
+  w.data = t->data;
+  w.n_cols = n_cols;
+  w.n_rows = n_rows;
+  w.row_bytes = static_cast<size_t>(t->n_bytes / static_cast<uint64_t>(n_rows));
+  return w;
+}
+
+Expected<std::vector<float>> load_vector(const gguf::GgufFile& f, const std::string& name,
+                                         int64_t n) {
+  auto w = bind_matrix(f, name, n, 1);
+  if (!w) return w.take_error();
+  std::vector<float> out(static_cast<size_t>(n));
+  REALM_TRY(tensor::dequantize(w->type, {w->data, w->row_bytes}, out));
+  return out;
+}
+
+}  // namespace
+
+Status Model::bind() {
+  const Hparams& hp = hp_;
+#define REALM_BIND(dst, expr)        \
+  do {                               \
+    auto r_ = (expr);                \
+    if (!r_) return r_.take_error(); \
+    dst = std::move(*r_);            \
+  } while (0)
+  REALM_BIND(tok_embd_, bind_matrix(file_, "token_embd.weight", hp.n_embd, hp.n_vocab));
+  REALM_BIND(output_norm_, load_vector(file_, "output_norm.weight", hp.n_embd));
+  if (file_.find_tensor("output.weight")) {
+    REALM_BIND(output_, bind_matrix(file_, "output.weight", hp.n_embd, hp.n_vocab));
+  } else {
+    output_ = tok_embd_;  // tied embeddings
+    if (!tensor::activation_type(output_.type)) {
+      return make_error("tied output uses token_embd.weight of type ",
+                        gguf::type_name(output_.type), ", which has no matmul kernel");
+    }
+  }
+  if (file_.find_tensor("rope_freqs.weight")) {
+    REALM_BIND(rope_freqs_, load_vector(file_, "rope_freqs.weight", hp.n_rot / 2));
+  }
+  layers_.resize(static_cast<size_t>(hp.n_layer));
+  for (int64_t il = 0; il < hp.n_layer; ++il) {
+    Layer& l = layers_[static_cast<size_t>(il)];
+    const std::string p = "blk." + std::to_string(il) + ".";
+    REALM_BIND(l.attn_norm, load_vector(file_, p + "attn_norm.weight", hp.n_embd));
+    REALM_BIND(l.ffn_norm, load_vector(file_, p + "ffn_norm.weight", hp.n_embd));
+    REALM_BIND(l.wq, bind_matrix(file_, p + "attn_q.weight", hp.n_embd, hp.n_embd_q()));
+    REALM_BIND(l.wk, bind_matrix(file_, p + "attn_k.weight", hp.n_embd, hp.n_embd_kv()));
+    REALM_BIND(l.wv, bind_matrix(file_, p + "attn_v.weight", hp.n_embd, hp.n_embd_kv()));
+    REALM_BIND(l.wo, bind_matrix(file_, p + "attn_output.weight", hp.n_embd_q(), hp.n_embd));
+    REALM_BIND(l.w_gate, bind_matrix(file_, p + "ffn_gate.weight", hp.n_embd, hp.n_ff));
+    REALM_BIND(l.w_up, bind_matrix(file_, p + "ffn_up.weight", hp.n_embd, hp.n_ff));
+    REALM_BIND(l.w_down, bind_matrix(file_, p + "ffn_down.weight", hp.n_ff, hp.n_embd));
+    if (hp.attn_bias) {
+      REALM_BIND(l.bq, load_vector(file_, p + "attn_q.bias", hp.n_embd_q()));
+      REALM_BIND(l.bk, load_vector(file_, p + "attn_k.bias", hp.n_embd_kv()));
+      REALM_BIND(l.bv, load_vector(file_, p + "attn_v.bias", hp.n_embd_kv()));
+    }
+  }
+#undef REALM_BIND
+  return {};
+}
+
+Expected<std::shared_ptr<const Model>> Model::load(const std::string& path) {
+  auto file = gguf::GgufFile::open(path);
+  if (!file) return file.take_error();
+  std::shared_ptr<Model> m(new Model());
+  m->file_ = std::move(*file);
+  auto hp = read_hparams(m->file_);
+  if (!hp) return make_error(path, ": ", hp.error().message);
+  m->hp_ = std::move(*hp);
+  auto st = m->bind();
+  if (!st) return make_error(path, ": ", st.error().message);
+  auto kernels = tensor::active_kernels();
+  if (!kernels) return kernels.take_error();
+  return std::shared_ptr<const Model>(std::move(m));
+}
+
+}  // namespace realm::model

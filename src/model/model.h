@@ -1,0 +1,126 @@
+// A loaded llama-family model (weights used in place from the mapped GGUF, shared read-only by
+// every session), its per-session KV cache, and the batched forward pass.
+//
+// Numerical contract: activations are quantized to each weight's partner type before every
+// matmul, as llama.cpp does; every per-row reduction happens in the same order whatever else is in
+// the batch, so a sequence gets bit-identical logits alone or batched with others.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gguf/reader.h"
+#include "model/hparams.h"
+#include "util/expected.h"
+
+namespace realm {
+class ThreadPool;
+}
+
+namespace realm::model {
+
+using gguf::GgmlType;
+
+// One weight matrix (or vector) inside the mapped file: n_rows rows of n_cols elements.
+struct Weight {
+  GgmlType type = GgmlType::F32;
+  const uint8_t* data = nullptr;
+  int64_t n_cols = 0;
+  int64_t n_rows = 0;
+  size_t row_bytes = 0;
+};
+
+enum class KvType { F16, F32 };
+// "f16" / "f32".
+std::optional<KvType> kv_type_from_name(std::string_view name);
+
+// The keys and values of one sequence for every layer, up to n_ctx positions.
+class KvCache {
+ public:
+  KvCache(const Hparams& hp, int64_t n_ctx, KvType type);
+
+  int64_t n_ctx() const { return n_ctx_; }
+  // Positions filled so far (the next token goes at position size()).
+  int64_t size() const { return size_; }
+  KvType type() const { return type_; }
+  // Keeps the first n positions (n <= size()).
+  void truncate(int64_t n);
+  size_t bytes() const { return k_.size() + v_.size(); }
+
+ private:
+  friend class Model;
+  friend struct Forward;
+  uint8_t* k_at(int64_t layer, int64_t pos) { return k_.data() + (layer * n_ctx_ + pos) * row_; }
+  uint8_t* v_at(int64_t layer, int64_t pos) { return v_.data() + (layer * n_ctx_ + pos) * row_; }
+
+  int64_t n_ctx_;
+  int64_t size_ = 0;
+  KvType type_;
+  size_t row_;  // bytes of one position of one layer
+  std::vector<uint8_t> k_, v_;
+};
+
+// One sequence's part of a forward pass: `tokens` are appended to `cache` at positions
+// cache->size() onwards.
+struct SequenceStep {
+  KvCache* cache = nullptr;
+  std::span<const int32_t> tokens;
+  bool all_logits = false;  // logits of every token, else of the last one only
+  std::span<float> logits;  // n_vocab floats per requested position
+};
+
+// Scratch buffers and the thread pool of one caller. A Workspace serves one forward() at a time;
+// concurrent callers use one Workspace each over the same Model.
+class Workspace {
+ public:
+  explicit Workspace(int n_threads);
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  int n_threads() const;
+
+ private:
+  friend class Model;
+  friend struct Forward;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, out_rows_;
+  std::vector<uint8_t> qbuf_;
+};
+
+class Model {
+ public:
+  // Maps and validates `path`: architecture, hyperparameters, every tensor's presence, type and
+  // shape. The error names the file and the problem.
+  static Expected<std::shared_ptr<const Model>> load(const std::string& path);
+
+  const Hparams& hparams() const { return hp_; }
+  const gguf::GgufFile& file() const { return file_; }
+
+  // Runs the steps of several sequences in one pass over the weights. Errors (nothing is changed
+  // then): empty step, token id out of range, context full, logits span too small.
+  Status forward(std::span<const SequenceStep> steps, Workspace& ws) const;
+
+ private:
+  friend struct Forward;
+  struct Layer {
+    std::vector<float> attn_norm, ffn_norm;
+    std::vector<float> bq, bk, bv;  // empty unless hp_.attn_bias
+    Weight wq, wk, wv, wo, w_gate, w_up, w_down;
+  };
+
+  Model() = default;
+  Status bind();
+
+  gguf::GgufFile file_;
+  Hparams hp_;
+  Weight tok_embd_, output_;
+  std::vector<float> output_norm_;
+  std::vector<float> rope_freqs_;  // rope_freqs.weight (llama 3 scaling), else empty
+  std::vector<Layer> layers_;
+};
+
+}  // namespace realm::model

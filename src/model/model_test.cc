@@ -1,0 +1,263 @@
+// The forward pass against llama.cpp's outputs in ../shared/models (see PROVENANCE.md there).
+#include "model/model.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+namespace realm::model {
+namespace {
+
+std::string shared_dir() {
+  const char* env = std::getenv("REALM_SHARED_DIR");
+  return env && *env ? env : REALM_SHARED_DIR;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+std::shared_ptr<const Model> load(const std::string& rel) {
+  auto m = Model::load(shared_dir() + "/" + rel);
+  if (!m) ADD_FAILURE() << m.error().message;
+  return m ? *m : nullptr;
+}
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// Greedy generation: prompt, then n tokens; returns the ids and the first-step logits.
+struct Greedy {
+  std::vector<int32_t> ids;
+  std::vector<float> first_logits;
+};
+Greedy run_greedy(const Model& m, const std::vector<int32_t>& prompt, int n, KvType kv,
+                  int threads = 2) {
+  Workspace ws(threads);
+  KvCache cache(m.hparams(), 512, kv);
+  std::vector<float> logits(static_cast<size_t>(m.hparams().n_vocab));
+  Greedy g;
+  std::vector<int32_t> next = prompt;
+  for (int i = 0; i < n; ++i) {
+    SequenceStep step{&cache, next, false, logits};
+    auto st = m.forward({&step, 1}, ws);
+    if (!st) {
+      ADD_FAILURE() << st.error().message;
+      return g;
+    }
+    if (i == 0) g.first_logits = logits;
+    g.ids.push_back(argmax(logits));
+    next = {g.ids.back()};
+  }
+  return g;
+}
+
+TEST(ModelReference, Stories260KGreedyMatchesLlamaCpp) {
+  auto m = load("models/stories260K.gguf");
+  ASSERT_TRUE(m);
+  auto ref = read_json(shared_dir() + "/models/reference/stories260K.json");
+  for (const auto& p : ref["prompts"]) {
+    auto prompt = p["prompt_token_ids"].get<std::vector<int32_t>>();
+    auto want = p["continuation_token_ids"].get<std::vector<int32_t>>();
+    Greedy g = run_greedy(*m, prompt, static_cast<int>(want.size()), KvType::F16);
+    EXPECT_EQ(g.ids, want) << p["prompt"];
+    for (const auto& top : p["first_step_top5_logits_raw"]) {
+      EXPECT_NEAR(g.first_logits[top["id"].get<size_t>()], top["logit"].get<float>(), 1e-3)
+          << p["prompt"] << " id " << top["id"];
+    }
+  }
+}
+
+TEST(ModelReference, Llama2TinyRandomUpToTheNearTie) {
+  auto m = load("models/llama-2-tiny-random.gguf");
+  ASSERT_TRUE(m);
+  auto ref = read_json(shared_dir() + "/models/reference/llama-2-tiny-random.json");
+  for (const auto& p : ref["prompts"]) {
+    auto prompt = p["prompt_token_ids"].get<std::vector<int32_t>>();
+    auto want = p["continuation_token_ids"].get<std::vector<int32_t>>();
+    const int until = p["step_of_min_gap"].get<int>();
+    Greedy g = run_greedy(*m, prompt, until, KvType::F16);
+    EXPECT_EQ(g.ids, std::vector<int32_t>(want.begin(), want.begin() + until)) << p["prompt"];
+    for (const auto& top : p["first_step_top5_logits_raw"]) {
+      EXPECT_NEAR(g.first_logits[top["id"].get<size_t>()], top["logit"].get<float>(), 1e-3)
+          << p["prompt"] << " id " << top["id"];
+    }
+  }
+}
+
+std::vector<float> read_logits(const std::string& path, size_t n) {
+  std::vector<float> v(n);
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * 4));
+  EXPECT_TRUE(in.good()) << path;
+  return v;
+}
+
+struct Diff {
+  double max_abs = 0, nmse = 0;
+};
+Diff compare(const std::vector<float>& mine, const std::vector<float>& ref) {
+  Diff d;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double e = static_cast<double>(mine[i]) - ref[i];
+    d.max_abs = std::max(d.max_abs, std::abs(e));
+    num += e * e;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  d.nmse = num / den;
+  return d;
+}
+
+// PROVENANCE.md §6: default settings against `logits_file` (last row of the table), F32 K/V
+// against `logits_file_f32kv` (third row), greedy ids up to the first near-tie.
+TEST(ModelReference, QuantizedFilesMatchLlamaCpp) {
+  auto ref = read_json(shared_dir() + "/models/quant/reference.json");
+  for (const auto& file : ref["files"]) {
+    const std::string name = file["file"];
+    auto m = load("models/quant/" + name);
+    ASSERT_TRUE(m);
+    const std::string ft = file["file_type_name"];
+    const bool f16_like = ft == "MOSTLY_F16" || ft == "MOSTLY_BF16";
+    const bool is_f32 = ft == "ALL_F32";
+    double def_abs = is_f32 ? 0.05 : ft == "MOSTLY_F16" ? 0.05 : ft == "MOSTLY_BF16" ? 0.3 : 1.5;
+    double def_nmse = is_f32                ? 1e-6
+                      : ft == "MOSTLY_F16"  ? 2e-6
+                      : ft == "MOSTLY_BF16" ? 1e-4
+                                            : 1.5e-3;
+    double f32kv_abs = f16_like ? 0.03 : 1e-3, f32kv_nmse = f16_like ? 1e-6 : 1e-9;
+    for (const auto& p : file["prompts"]) {
+      auto prompt = p["prompt_ids"].get<std::vector<int32_t>>();
+      const size_t n_vocab = p["n_vocab"];
+      auto want = p["greedy_ids"].get<std::vector<int32_t>>();
+      auto gaps = p["top2_gaps"].get<std::vector<double>>();
+
+      Greedy g = run_greedy(*m, prompt, static_cast<int>(want.size()), KvType::F16);
+      Diff d = compare(g.first_logits, read_logits(shared_dir() + "/models/quant/" +
+                                                       p["logits_file"].get<std::string>(),
+                                                   n_vocab));
+      EXPECT_LE(d.max_abs, def_abs) << name << " " << p["prompt"];
+      EXPECT_LE(d.nmse, def_nmse) << name << " " << p["prompt"];
+      const double tau = std::max(1e-3, 2 * d.max_abs);
+      for (size_t i = 0; i < want.size() && gaps[i] >= tau; ++i) {
+        ASSERT_EQ(g.ids[i], want[i]) << name << " " << p["prompt"] << " step " << i;
+      }
+
+      Greedy g32 = run_greedy(*m, prompt, 1, KvType::F32);
+      Diff d32 = compare(
+          g32.first_logits,
+          read_logits(shared_dir() + "/models/quant/" + p["logits_file_f32kv"].get<std::string>(),
+                      n_vocab));
+      EXPECT_LE(d32.max_abs, f32kv_abs) << name << " f32kv " << p["prompt"];
+      EXPECT_LE(d32.nmse, f32kv_nmse) << name << " f32kv " << p["prompt"];
+      std::printf("%-28s %-18s default max|d| %.2e nmse %.2e | f32kv max|d| %.2e nmse %.2e\n",
+                  name.c_str(), p["prompt"].get<std::string>().c_str(), d.max_abs, d.nmse,
+                  d32.max_abs, d32.nmse);
+    }
+  }
+}
+
+// Eight sessions over one model, stepped concurrently from two threads in shared, shifting
+// batches, each get bit-identical logits to a lone run.
+TEST(ModelBatching, SessionsInSharedBatchesMatchLoneRuns) {
+  auto m = load("models/quant/synth-128x2.Q4_K_M.gguf");
+  ASSERT_TRUE(m);
+  const int n_seq = 8, n_steps = 6;
+  const size_t V = static_cast<size_t>(m->hparams().n_vocab);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int s = 0; s < n_seq; ++s) {
+    std::vector<int32_t> p = {1};
+    for (int i = 0; i <= s; ++i) p.push_back(static_cast<int32_t>((37 * s + 11 * i) % 500 + 3));
+    prompts.push_back(p);
+  }
+  // Lone runs: prompt then n_steps greedy tokens; record every step's logits.
+  std::vector<std::vector<std::vector<float>>> lone(n_seq);
+  std::vector<std::vector<int32_t>> lone_ids(n_seq);
+  for (int s = 0; s < n_seq; ++s) {
+    Workspace ws(1);
+    KvCache c(m->hparams(), 64, KvType::F16);
+    std::vector<int32_t> next = prompts[s];
+    for (int i = 0; i < n_steps; ++i) {
+      std::vector<float> logits(V);
+      SequenceStep st{&c, next, false, logits};
+      ASSERT_TRUE(m->forward({&st, 1}, ws).ok());
+      lone[s].push_back(logits);
+      lone_ids[s].push_back(argmax(logits));
+      next = {lone_ids[s].back()};
+    }
+  }
+  // Two threads, each owning four sessions, batching them together with different widths.
+  auto worker = [&](int first) {
+    Workspace ws(2);
+    std::vector<std::unique_ptr<KvCache>> caches;
+    std::vector<std::vector<int32_t>> next;
+    std::vector<int> done(4, 0);
+    for (int j = 0; j < 4; ++j) {
+      caches.push_back(std::make_unique<KvCache>(m->hparams(), 64, KvType::F16));
+      next.push_back(prompts[first + j]);
+    }
+    for (int round = 0; round < n_steps + 3; ++round) {
+      std::vector<SequenceStep> steps;
+      std::vector<std::vector<float>> out;
+      std::vector<int> who;
+      for (int j = 0; j < 4; ++j) {
+        // Session j starts j / 2 rounds late so batches mix prefills and decodes.
+        if (round < j / 2 || done[j] == n_steps) continue;
+        who.push_back(j);
+      }
+      out.resize(who.size(), std::vector<float>(V));
+      for (size_t w = 0; w < who.size(); ++w) {
+        steps.push_back({caches[who[w]].get(), next[who[w]], false, out[w]});
+      }
+      if (steps.empty()) continue;
+      auto st = m->forward(steps, ws);
+      if (!st) {
+        ADD_FAILURE() << st.error().message;
+        return;
+      }
+      for (size_t w = 0; w < who.size(); ++w) {
+        int j = who[w], s = first + j;
+        if (out[w] != lone[s][done[j]]) {
+          ADD_FAILURE() << "session " << s << " step " << done[j] << " differs from its lone run";
+        }
+        next[j] = {lone_ids[s][done[j]]};
+        ++done[j];
+      }
+    }
+  };
+  std::thread a(worker, 0), b(worker, 4);
+  a.join();
+  b.join();
+}
+
+TEST(ModelErrors, BadStepsAreRejected) {
+  auto m = load("models/stories260K.gguf");
+  ASSERT_TRUE(m);
+  Workspace ws(1);
+  KvCache c(m->hparams(), 4, KvType::F32);
+  std::vector<float> logits(512);
+  std::vector<int32_t> bad = {1, 600};
+  SequenceStep st{&c, bad, false, logits};
+  auto r = m->forward({&st, 1}, ws);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("token id 600 is out of range"), std::string::npos);
+  std::vector<int32_t> many = {1, 2, 3, 4, 5};
+  st.tokens = many;
+  r = m->forward({&st, 1}, ws);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("exceed the context size 4"), std::string::npos);
+  EXPECT_EQ(c.size(), 0);
+  auto missing = Model::load(shared_dir() + "/vocab/ggml-vocab-llama-spm.gguf");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("missing tensor 'token_embd.weight'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace realm::model

@@ -1,0 +1,287 @@
+#include "sampling/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+namespace realm::sampling {
+
+namespace {
+
+bool by_logit(const TokenData& a, const TokenData& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
+}  // namespace
+
+void Candidates::reset(std::span<const float> logits) {
+  data_.resize(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) {
+    data_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+  }
+  sorted_ = false;
+}
+
+void Candidates::sort() {
+  if (!sorted_) std::sort(data_.begin(), data_.end(), by_logit);
+  sorted_ = true;
+}
+
+void Candidates::truncate(size_t n) {
+  sort();
+  if (n < data_.size()) data_.resize(n);
+}
+
+void Candidates::softmax() {
+  sort();
+  if (data_.empty()) return;
+  const float max_l = data_.front().logit;
+  double sum = 0.0;
+  for (auto& t : data_) {
+    t.p = std::exp(t.logit - max_l);
+    sum += t.p;
+  }
+  for (auto& t : data_) t.p = static_cast<float>(t.p / sum);
+}
+
+Rng::Rng(uint64_t seed) {
+  uint64_t x = seed;
+  for (auto& s : s_) {
+    x += 0x9e3779b97f4a7c15ull;
+    uint64_t z = x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s = z ^ (z >> 31);
+  }
+}
+
+uint64_t Rng::next() {
+  auto rotl = [](uint64_t v, int k) { return (v << k) | (v >> (64 - k)); };
+  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::uniform() {
+  return static_cast<double>(next() >> 11) * 0x1.0p-53;
+}
+
+namespace {
+
+class Penalties : public Sampler {
+ public:
+  explicit Penalties(const SamplerParams& p) : p_(p) {}
+  const char* name() const override { return "penalties"; }
+  void apply(Candidates& c, const History& h) override {
+    if (p_.repeat_penalty == 1.0f && p_.frequency_penalty == 0.0f && p_.presence_penalty == 0.0f) {
+      return;
+    }
+    size_t n = h.tokens.size();
+    if (p_.penalty_last_n >= 0) n = std::min(n, static_cast<size_t>(p_.penalty_last_n));
+    counts_.clear();
+    for (size_t i = h.tokens.size() - n; i < h.tokens.size(); ++i) counts_[h.tokens[i]]++;
+    if (counts_.empty()) return;
+    for (auto& t : c.data()) {
+      auto it = counts_.find(t.id);
+      if (it == counts_.end()) continue;
+      if (t.logit <= 0) {
+        t.logit *= p_.repeat_penalty;
+      } else {
+        t.logit /= p_.repeat_penalty;
+      }
+      t.logit -= static_cast<float>(it->second) * p_.frequency_penalty + p_.presence_penalty;
+    }
+    c.invalidate_order();  // logits changed
+  }
+
+ private:
+  SamplerParams p_;
+  std::unordered_map<int32_t, int> counts_;
+};
+
+class TopK : public Sampler {
+ public:
+  explicit TopK(int32_t k) : k_(k) {}
+  const char* name() const override { return "top-k"; }
+  void apply(Candidates& c, const History&) override {
+    if (k_ > 0) c.truncate(static_cast<size_t>(k_));
+  }
+
+ private:
+  int32_t k_;
+};
+
+class TopP : public Sampler {
+ public:
+  explicit TopP(float p) : p_(p) {}
+  const char* name() const override { return "top-p"; }
+  void apply(Candidates& c, const History&) override {
+    if (p_ >= 1.0f) return;
+    c.softmax();
+    double cum = 0.0;
+    size_t keep = c.data().size();
+    for (size_t i = 0; i < c.data().size(); ++i) {
+      cum += c.data()[i].p;
+      if (cum >= p_) {
+        keep = i + 1;
+        break;
+      }
+    }
+    c.truncate(keep);
+  }
+
+ private:
+  float p_;
+};
+
+class MinP : public Sampler {
+ public:
+  explicit MinP(float p) : p_(p) {}
+  const char* name() const override { return "min-p"; }
+  void apply(Candidates& c, const History&) override {
+    if (p_ <= 0.0f || c.data().empty()) return;
+    c.sort();
+    const float threshold = c.data().front().logit + std::log(p_);
+    size_t keep = 1;
+    while (keep < c.data().size() && c.data()[keep].logit >= threshold) ++keep;
+    c.truncate(keep);
+  }
+
+ private:
+  float p_;
+};
+
+class Temperature : public Sampler {
+ public:
+  explicit Temperature(float t) : t_(t) {}
+  const char* name() const override { return "temperature"; }
+  void apply(Candidates& c, const History&) override {
+    for (auto& d : c.data()) d.logit /= t_;
+  }
+
+ private:
+  float t_;
+};
+
+}  // namespace
+
+SamplerChain::SamplerChain(const SamplerParams& params) : params_(params), rng_(params.seed) {
+  samplers_.push_back(std::make_unique<Penalties>(params));
+  if (params.temperature > 0.0f) {
+    samplers_.push_back(std::make_unique<TopK>(params.top_k));
+    samplers_.push_back(std::make_unique<TopP>(params.top_p));
+    samplers_.push_back(std::make_unique<MinP>(params.min_p));
+    samplers_.push_back(std::make_unique<Temperature>(params.temperature));
+  }
+}
+
+void SamplerChain::add(std::unique_ptr<Sampler> s) {
+  samplers_.push_back(std::move(s));
+}
+
+int32_t SamplerChain::sample(std::span<const float> logits, const History& history) {
+  cand_.reset(logits);
+  for (auto& s : samplers_) s->apply(cand_, history);
+  if (cand_.data().empty()) return -1;
+  if (params_.temperature <= 0.0f) {
+    cand_.sort();
+    return cand_.data().front().id;
+  }
+  cand_.softmax();
+  const double r = rng_.uniform();
+  double cum = 0.0;
+  for (const auto& t : cand_.data()) {
+    cum += t.p;
+    if (r < cum) return t.id;
+  }
+  return cand_.data().back().id;
+}
+
+namespace {
+
+// log(sum(exp(logits))) computed stably.
+double log_sum_exp(std::span<const float> logits) {
+  float max_l = -INFINITY;
+  for (float l : logits) max_l = std::max(max_l, l);
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - max_l);
+  return max_l + std::log(sum);
+}
+
+}  // namespace
+
+float token_logprob(std::span<const float> logits, int32_t id) {
+  if (id < 0 || static_cast<size_t>(id) >= logits.size()) return -INFINITY;
+  return static_cast<float>(logits[static_cast<size_t>(id)] - log_sum_exp(logits));
+}
+
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t n) {
+  n = std::min(n, logits.size());
+  std::vector<int32_t> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(),
+                    [&](int32_t a, int32_t b) {
+                      float la = logits[static_cast<size_t>(a)],
+                            lb = logits[static_cast<size_t>(b)];
+                      return la > lb || (la == lb && a < b);
+                    });
+  const double lse = log_sum_exp(logits);
+  std::vector<TokenLogprob> out;
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back({ids[i], static_cast<float>(logits[static_cast<size_t>(ids[i])] - lse)});
+  }
+  return out;
+}
+
+StopMatcher::StopMatcher(std::vector<std::string> stops) {
+  for (auto& s : stops) {
+    if (!s.empty()) stops_.push_back(std::move(s));
+  }
+}
+
+std::string StopMatcher::feed(std::string_view piece) {
+  if (stopped_) return {};
+  pending_.append(piece);
+  // Earliest complete match wins.
+  size_t best = std::string::npos;
+  for (const auto& s : stops_) {
+    size_t at = pending_.find(s);
+    if (at != std::string::npos && at < best) {
+      best = at;
+      matched_ = s;
+    }
+  }
+  if (best != std::string::npos) {
+    stopped_ = true;
+    std::string out = pending_.substr(0, best);
+    pending_.clear();
+    return out;
+  }
+  // Hold back the longest suffix that is a prefix of some stop string.
+  size_t hold = 0;
+  for (const auto& s : stops_) {
+    for (size_t k = std::min(s.size() - 1, pending_.size()); k > hold; --k) {
+      if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  std::string out = pending_.substr(0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
+  return out;
+}
+
+std::string StopMatcher::flush() {
+  std::string out;
+  out.swap(pending_);
+  return out;
+}
+
+}  // namespace realm::sampling

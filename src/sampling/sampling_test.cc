@@ -1,0 +1,150 @@
+#include "sampling/sampling.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+namespace realm::sampling {
+namespace {
+
+TEST(Sampling, GreedyIsArgmaxLowestIdOnTies) {
+  SamplerParams p;
+  p.temperature = 0;
+  SamplerChain chain(p);
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f};
+  EXPECT_EQ(chain.sample(logits, {}), 1);
+}
+
+TEST(Sampling, SameSeedSameDraws) {
+  std::vector<float> logits(50);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = std::sin(static_cast<float>(i));
+  SamplerParams p;
+  p.temperature = 1.5f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = 42;
+  SamplerChain a(p), b(p);
+  std::vector<int32_t> ra, rb;
+  for (int i = 0; i < 200; ++i) {
+    ra.push_back(a.sample(logits, {}));
+    rb.push_back(b.sample(logits, {}));
+  }
+  EXPECT_EQ(ra, rb);
+  p.seed = 43;
+  SamplerChain c(p);
+  std::vector<int32_t> rc;
+  for (int i = 0; i < 200; ++i) rc.push_back(c.sample(logits, {}));
+  EXPECT_NE(ra, rc);
+}
+
+TEST(Sampling, DrawFollowsTheDistribution) {
+  // p = softmax(log(0.5), log(0.3), log(0.2)) = (0.5, 0.3, 0.2).
+  std::vector<float> logits = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  SamplerParams p;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = 7;
+  SamplerChain chain(p);
+  std::map<int32_t, int> counts;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) counts[chain.sample(logits, {})]++;
+  EXPECT_NEAR(counts[0] / double(n), 0.5, 0.02);
+  EXPECT_NEAR(counts[1] / double(n), 0.3, 0.02);
+  EXPECT_NEAR(counts[2] / double(n), 0.2, 0.02);
+}
+
+TEST(Sampling, TopKTopPMinPRestrictTheSet) {
+  std::vector<float> logits = {std::log(0.4f), std::log(0.3f), std::log(0.2f), std::log(0.1f)};
+  auto support = [&](SamplerParams p) {
+    p.temperature = 1.0f;
+    SamplerChain chain(p);
+    std::map<int32_t, int> seen;
+    for (int i = 0; i < 3000; ++i) seen[chain.sample(logits, {})]++;
+    return seen.size();
+  };
+  SamplerParams k;
+  k.top_k = 2;
+  k.top_p = 1;
+  k.min_p = 0;
+  EXPECT_EQ(support(k), 2u);
+  SamplerParams tp;
+  tp.top_k = 0;
+  tp.top_p = 0.65f;  // 0.4 + 0.3 >= 0.65
+  tp.min_p = 0;
+  EXPECT_EQ(support(tp), 2u);
+  SamplerParams mp;
+  mp.top_k = 0;
+  mp.top_p = 1;
+  mp.min_p = 0.45f;  // keeps p >= 0.18: three tokens
+  EXPECT_EQ(support(mp), 3u);
+}
+
+TEST(Sampling, RepeatPenaltyDividesPositiveAndMultipliesNegative) {
+  SamplerParams p;
+  p.temperature = 0;
+  p.repeat_penalty = 2.0f;
+  SamplerChain chain(p);
+  std::vector<float> logits = {3.0f, 2.0f, -1.0f};
+  std::vector<int32_t> seen = {0};
+  EXPECT_EQ(chain.sample(logits, {seen}), 1);  // 3 / 2 = 1.5 < 2
+  p.repeat_penalty = 1.0f;
+  p.presence_penalty = 1.5f;
+  SamplerChain pres(p);
+  EXPECT_EQ(pres.sample(logits, {seen}), 1);  // 3 - 1.5 < 2
+  p.presence_penalty = 0;
+  p.frequency_penalty = 0.6f;
+  SamplerChain freq(p);
+  std::vector<int32_t> twice = {0, 0};
+  EXPECT_EQ(freq.sample(logits, {twice}), 1);  // 3 - 1.2 < 2
+  p.penalty_last_n = 1;
+  SamplerChain window(p);
+  std::vector<int32_t> old = {0, 1};
+  EXPECT_EQ(window.sample(logits, {old}), 0);  // only the last token (1) is penalized
+}
+
+TEST(Sampling, Logprobs) {
+  std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f};
+  auto top = top_logprobs(logits, 3);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].id, 1);
+  EXPECT_EQ(top[1].id, 3);
+  EXPECT_EQ(top[2].id, 2);
+  double total = 0;
+  for (int i = 0; i < 4; ++i) total += std::exp(token_logprob(logits, i));
+  EXPECT_NEAR(total, 1.0, 1e-6);
+  EXPECT_FLOAT_EQ(top[0].logprob, token_logprob(logits, 1));
+}
+
+TEST(StopMatcher, HoldsBackPartialMatchesAcrossPieces) {
+  StopMatcher m({"</end>", "STOP"});
+  std::string out;
+  for (const char* piece : {"Hello ", "wor", "ld </", "en", "d> never"}) out += m.feed(piece);
+  EXPECT_TRUE(m.stopped());
+  EXPECT_EQ(out, "Hello world ");
+  EXPECT_EQ(m.matched(), "</end>");
+}
+
+TEST(StopMatcher, FlushReleasesHeldTextWhenNoMatch) {
+  StopMatcher m({"\n\nUser:"});
+  std::string out = m.feed("answer\n");
+  EXPECT_EQ(out, "answer");
+  out += m.feed("\nUs");
+  EXPECT_EQ(out, "answer");
+  out += m.feed("ually");
+  EXPECT_EQ(out, "answer\n\nUsually");
+  EXPECT_FALSE(m.stopped());
+  EXPECT_EQ(m.flush(), "");
+}
+
+TEST(StopMatcher, EarliestMatchWins) {
+  StopMatcher m({"bc", "abcd"});
+  EXPECT_EQ(m.feed("xabcd"), "x");  // "abcd" starts before "bc"
+  EXPECT_EQ(m.matched(), "abcd");
+}
+
+}  // namespace
+}  // namespace realm::sampling

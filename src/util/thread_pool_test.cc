@@ -1,0 +1,38 @@
+#include "util/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <vector>
+
+namespace realm {
+namespace {
+
+TEST(ThreadPool, CoversRangeExactlyOnce) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 5, 64, 1000, 1001}) {
+      for (int64_t grain : {1, 4, 32}) {
+        std::vector<std::atomic<int>> hits(n);
+        pool.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+          if (b % grain != 0)
+            ADD_FAILURE() << "chunk start " << b << " not a multiple of " << grain;
+          for (int64_t i = b; i < e; ++i) hits[i]++;
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, ManyRoundsReuseThreads) {
+  ThreadPool pool(4);
+  std::atomic<int64_t> sum{0};
+  for (int r = 0; r < 2000; ++r) {
+    pool.parallel_for(100, 1, [&](int64_t b, int64_t e) { sum += e - b; });
+  }
+  EXPECT_EQ(sum.load(), 200000);
+}
+
+}  // namespace
+}  // namespace realm
