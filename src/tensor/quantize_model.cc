@@ -125,7 +125,7 @@ bool is_attn_v_like(Category c) {
 
 // Which tensors llama-quantize converts at all: 2-D and up, named *weight, not norms, not the
 // small special tensors it lists.
-bool allows_quantization(const gguf::TensorInfo& t) {
+bool allows_quantization(const TensorShape& t) {
   if (t.dims.size() < 2) return false;
   std::string_view name = t.name;
   if (!ends_with(name, "weight")) return false;
@@ -182,17 +182,25 @@ struct ModelFacts {
   uint32_t n_expert = 0;
 };
 
-ModelFacts model_facts(const gguf::GgufFile& f) {
+ModelShape model_shape(const gguf::GgufFile& f) {
+  ModelShape m;
+  m.arch = std::string(f.architecture());
+  m.n_layer = static_cast<uint32_t>(f.get_uint(m.arch + ".block_count").value_or(0));
+  m.n_head = static_cast<uint32_t>(f.get_uint(m.arch + ".attention.head_count").value_or(0));
+  m.n_head_kv =
+      static_cast<uint32_t>(f.get_uint(m.arch + ".attention.head_count_kv").value_or(m.n_head));
+  m.n_expert = static_cast<uint32_t>(f.get_uint(m.arch + ".expert_count").value_or(0));
+  return m;
+}
+
+ModelFacts model_facts(const ModelShape& s) {
   ModelFacts m;
-  const std::string arch(f.architecture());
-  m.falcon = arch == "falcon";
-  m.n_layer = static_cast<uint32_t>(f.get_uint(arch + ".block_count").value_or(0));
-  const uint64_t n_head = f.get_uint(arch + ".attention.head_count").value_or(0);
-  const uint64_t n_head_kv = f.get_uint(arch + ".attention.head_count_kv").value_or(n_head);
-  m.n_gqa = n_head_kv ? static_cast<uint32_t>(n_head / n_head_kv) : 1;
-  m.n_expert = static_cast<uint32_t>(f.get_uint(arch + ".expert_count").value_or(0));
+  m.falcon = s.arch == "falcon";
+  m.n_layer = s.n_layer;
+  m.n_gqa = s.n_head_kv ? s.n_head / s.n_head_kv : 1;
+  m.n_expert = s.n_expert;
   // llama.cpp's LLM_TYPE_70B: an 80-layer llama with grouped-query attention.
-  m.is_70b = arch == "llama" && m.n_layer == 80 && n_head != n_head_kv;
+  m.is_70b = s.arch == "llama" && s.n_layer == 80 && s.n_head != s.n_head_kv;
   return m;
 }
 
@@ -212,7 +220,7 @@ bool use_more_bits(int i_layer, int n_layers) {
 }
 
 // llama.cpp's llama_tensor_get_type_impl, for the file types realm supports.
-GgmlType rule_type(RuleState& s, const ModelFacts& m, const gguf::TensorInfo& t, FileType ftype,
+GgmlType rule_type(RuleState& s, const ModelFacts& m, const TensorShape& t, FileType ftype,
                    Category cat, GgmlType new_type) {
   using F = FileType;
   const int n_expert = static_cast<int>(m.n_expert);
@@ -308,7 +316,7 @@ GgmlType rule_type(RuleState& s, const ModelFacts& m, const gguf::TensorInfo& t,
 }
 
 // llama.cpp's fallback when the row length is not a multiple of the wanted block size.
-GgmlType fallback_type(const gguf::TensorInfo& t, GgmlType wanted, bool& fell_back) {
+GgmlType fallback_type(const TensorShape& t, GgmlType wanted, bool& fell_back) {
   const uint64_t ncols = t.dims[0];
   if (ncols % block_size(wanted) == 0) return wanted;
   fell_back = true;
@@ -335,9 +343,9 @@ GgmlType fallback_type(const gguf::TensorInfo& t, GgmlType wanted, bool& fell_ba
 }
 
 // Tensor order of llama.cpp's loader: by layer (-1 for the non-block tensors first), then name.
-std::vector<const gguf::TensorInfo*> ordered_tensors(const gguf::GgufFile& in) {
-  std::vector<const gguf::TensorInfo*> out;
-  for (const auto& t : in.tensors()) out.push_back(&t);
+std::vector<const TensorShape*> ordered_tensors(const std::vector<TensorShape>& in) {
+  std::vector<const TensorShape*> out;
+  for (const auto& t : in) out.push_back(&t);
   std::stable_sort(out.begin(), out.end(), [](const auto* a, const auto* b) {
     const int la = layer_of(a->name), lb = layer_of(b->name);
     if (la != lb) return la < lb;
@@ -414,7 +422,14 @@ GgmlType file_type_default_type(FileType ftype) {
 }
 
 Expected<std::vector<TensorPlan>> plan_quantization(const gguf::GgufFile& in, FileType ftype) {
-  const ModelFacts facts = model_facts(in);
+  std::vector<TensorShape> shapes;
+  for (const auto& t : in.tensors()) shapes.push_back({t.name, t.type, t.dims});
+  return plan_quantization(model_shape(in), shapes, ftype);
+}
+
+std::vector<TensorPlan> plan_quantization(const ModelShape& model,
+                                          const std::vector<TensorShape>& in, FileType ftype) {
+  const ModelFacts facts = model_facts(model);
   const GgmlType default_type = file_type_default_type(ftype);
   const auto tensors = ordered_tensors(in);
 

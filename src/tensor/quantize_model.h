@@ -54,8 +54,25 @@ struct TensorPlan {
   bool fallback = false;  // `to` is a fallback because the row length did not fit the wanted type
 };
 
-// llama.cpp's type choice for every tensor of `in` (a llama-family model) for `ftype`.
+// llama.cpp's type choice for every tensor of `in` (a llama-family model) for `ftype`, in
+// llama.cpp's output order (non-block tensors first, then by layer, each group by name).
 Expected<std::vector<TensorPlan>> plan_quantization(const gguf::GgufFile& in, FileType ftype);
+
+// The same for a model described without tensor data (the synthetic model generator uses it).
+struct TensorShape {
+  std::string name;
+  gguf::GgmlType type;
+  std::vector<uint64_t> dims;
+};
+struct ModelShape {
+  std::string arch = "llama";
+  uint32_t n_layer = 0;
+  uint32_t n_head = 0;
+  uint32_t n_head_kv = 0;
+  uint32_t n_expert = 0;
+};
+std::vector<TensorPlan> plan_quantization(const ModelShape& model,
+                                          const std::vector<TensorShape>& tensors, FileType ftype);
 
 struct QuantizeOptions {
   FileType ftype = FileType::MOSTLY_Q8_0;
