@@ -1,0 +1,158 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+namespace realm::engine {
+
+Engine::Engine(std::shared_ptr<const model::Model> model, EngineOptions options)
+    : model_(std::move(model)),
+      options_(options),
+      ws_(options.n_threads),
+      worker_([this] { loop(); }) {
+  options_.max_batch_tokens = std::max<int64_t>(1, options_.max_batch_tokens);
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+  for (auto& p : queue_) p->promise.set_value(make_error("engine stopped"));
+}
+
+std::unique_ptr<Session> Engine::open_session(int64_t n_ctx, model::KvType kv) {
+  return std::unique_ptr<Session>(new Session(model_->hparams(), n_ctx, kv));
+}
+
+std::future<Expected<StepResult>> Engine::submit(Session& session, std::vector<int32_t> tokens,
+                                                 bool all_logits) {
+  auto p = std::make_unique<Pending>();
+  auto future = p->promise.get_future();
+  const int64_t n_vocab = model_->hparams().n_vocab;
+  Error err;
+  bool bad = false;
+  if (tokens.empty()) {
+    err = make_error("decode: no tokens");
+    bad = true;
+  } else if (session.size() + static_cast<int64_t>(tokens.size()) > session.n_ctx()) {
+    err = make_error("context full: ", session.size(), " tokens in the session + ", tokens.size(),
+                     " new exceed the context size ", session.n_ctx());
+    bad = true;
+  } else {
+    for (int32_t id : tokens) {
+      if (id < 0 || id >= n_vocab) {
+        err = make_error("token id ", id, " is out of range [0, ", n_vocab, ")");
+        bad = true;
+        break;
+      }
+    }
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!bad && session.busy_) {
+    err = make_error("decode: the session already has a step in flight");
+    bad = true;
+  }
+  if (bad) {
+    p->promise.set_value(std::move(err));
+    return future;
+  }
+  session.busy_ = true;
+  p->session = &session;
+  p->tokens = std::move(tokens);
+  p->all_logits = all_logits;
+  queue_.push_back(std::move(p));
+  lock.unlock();
+  cv_.notify_one();
+  return future;
+}
+
+Expected<StepResult> Engine::decode(Session& session, std::vector<int32_t> tokens,
+                                    bool all_logits) {
+  return submit(session, std::move(tokens), all_logits).get();
+}
+
+uint64_t Engine::batches_run() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return batches_;
+}
+
+uint64_t Engine::tokens_run() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tokens_;
+}
+
+void Engine::loop() {
+  const int64_t n_vocab = model_->hparams().n_vocab;
+  for (;;) {
+    // Take the pending steps that fit in one batch (always at least one chunk of the first).
+    std::vector<Pending*> batch;
+    std::vector<int64_t> take;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      int64_t budget = options_.max_batch_tokens;
+      for (auto& p : queue_) {
+        if (budget <= 0) break;
+        const int64_t left = static_cast<int64_t>(p->tokens.size() - p->done);
+        const int64_t n = std::min(left, budget);
+        batch.push_back(p.get());
+        take.push_back(n);
+        budget -= n;
+      }
+    }
+    std::vector<model::SequenceStep> steps;
+    std::vector<std::vector<float>> logits(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Pending& p = *batch[i];
+      // Logits are needed for every token (all_logits) or for the final token of the step only.
+      const bool all = p.all_logits;
+      const int64_t rows = all ? take[i] : 1;
+      logits[i].resize(static_cast<size_t>(rows * n_vocab));
+      model::SequenceStep s;
+      s.cache = &p.session->cache_;
+      s.tokens = std::span<const int32_t>(p.tokens).subspan(p.done, static_cast<size_t>(take[i]));
+      s.all_logits = all;
+      s.logits = logits[i];
+      steps.push_back(s);
+    }
+    Status st = model_->forward(steps, ws_);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++batches_;
+    for (int64_t n : take) tokens_ += static_cast<uint64_t>(n);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Pending& p = *batch[i];
+      bool finished = false;
+      if (!st) {
+        p.promise.set_value(st.error());
+        finished = true;
+      } else {
+        p.done += static_cast<size_t>(take[i]);
+        if (p.all_logits) {
+          p.result.logits.insert(p.result.logits.end(), logits[i].begin(), logits[i].end());
+        } else if (p.done == p.tokens.size()) {
+          p.result.logits = std::move(logits[i]);
+        }
+        if (p.done == p.tokens.size()) {
+          p.promise.set_value(std::move(p.result));
+          finished = true;
+        }
+      }
+      auto it = std::find_if(queue_.begin(), queue_.end(),
+                             [&](const std::unique_ptr<Pending>& q) { return q.get() == &p; });
+      if (finished) {
+        p.session->busy_ = false;
+        queue_.erase(it);
+      } else {
+        // A chunked prefill goes to the back, so the other steps run in the next pass.
+        auto keep = std::move(*it);
+        queue_.erase(it);
+        queue_.push_back(std::move(keep));
+      }
+    }
+  }
+}
+
+}  // namespace realm::engine
