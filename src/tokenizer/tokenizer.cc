@@ -7,6 +7,7 @@
 #include "gguf/reader.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/wordpiece.h"
 
 namespace realm::tok {
 namespace {
@@ -126,20 +127,16 @@ class SpmSession {
   }
 
  private:
+  // A symbol's text is a token unless it is an initial character that is not in the vocab (a
+  // merge is only queued when the merged text is a token), so the reverse-merge table of
+  // llama.cpp's resegment() never applies: such symbols become byte tokens.
   void resegment(const Symbol& s, std::vector<TokenId>& out) {
     const std::string_view text(s.text, s.n);
     if (TokenId id = vocab_.find(text); id != kNullToken) {
       out.push_back(id);
       return;
     }
-    auto it = rev_merge_.find(std::string(text));
-    if (it == rev_merge_.end()) {
-      for (char c : text) out.push_back(vocab_.byte_to_token(static_cast<uint8_t>(c)));
-      return;
-    }
-    const auto [left, right] = it->second;
-    resegment(symbols_[left], out);
-    resegment(symbols_[right], out);
+    for (char c : text) out.push_back(vocab_.byte_to_token(static_cast<uint8_t>(c)));
   }
 
   void try_add(int left, int right) {
@@ -148,13 +145,11 @@ class SpmSession {
     const TokenId id = vocab_.find(text);
     if (id == kNullToken) return;
     queue_.push({left, right, vocab_.token(id).score, text.size()});
-    rev_merge_[std::string(text)] = {left, right};
   }
 
   const Vocab& vocab_;
   std::vector<Symbol> symbols_;
   std::priority_queue<SpmBigram, std::vector<SpmBigram>, SpmOrder> queue_;
-  std::unordered_map<std::string, std::pair<int, int>> rev_merge_;
 };
 
 // ---- byte-level BPE (gpt2) ----
@@ -294,6 +289,17 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special,
       encode_spm(piece, out);
       prev_special = false;
     }
+  } else if (v.type() == VocabType::WPM) {
+    // WordPiece: [CLS] ... [SEP] when adding special tokens.
+    for (const Fragment& f : frags) {
+      if (f.token != kNullToken) {
+        out.push_back(f.token);
+      } else {
+        wordpiece_encode(v, text.substr(f.offset, f.length), out);
+      }
+    }
+    if (add_special && v.sep() != kNullToken) out.push_back(v.sep());
+    return out;
   } else {
     for (const Fragment& f : frags) {
       if (f.token != kNullToken) {

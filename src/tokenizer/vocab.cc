@@ -237,6 +237,17 @@ Expected<Vocab> Vocab::from_gguf(const gguf::GgufFile& file) {
       }
       v.bpe_ranks_.emplace(bpe_key(first, second), static_cast<int>(i));
     }
+  } else if (v.model_ == "bert") {
+    v.type_ = VocabType::WPM;
+    v.bos_ = 101;
+    v.unk_ = 100;
+    v.sep_ = 102;
+    v.pad_ = 0;
+    v.mask_ = 103;
+    v.add_space_prefix_ = false;
+    v.clean_spaces_ = true;
+    v.add_bos_ = true;
+    v.add_eos_ = false;
   } else {
     return make_error("unsupported tokenizer.ggml.model '", v.model_, "'");
   }
@@ -268,6 +279,7 @@ Expected<Vocab> Vocab::from_gguf(const gguf::GgufFile& file) {
     TokenData& t = v.tokens_[i];
     t.text = texts[i].empty() ? "[EMPTY_" + std::to_string(i) + "]" : texts[i];
     v.token_to_id_[t.text] = static_cast<TokenId>(i);
+    v.max_token_len_ = std::max(v.max_token_len_, t.text.size());
     if (scores) {
       const uint8_t* p = scores->raw().data() + i * 4;
       if (scores->elem_type() == gguf::ValueType::FLOAT32) {
@@ -300,6 +312,9 @@ Expected<Vocab> Vocab::from_gguf(const gguf::GgufFile& file) {
   }
   if (auto b = file.get_bool("tokenizer.ggml.add_bos_token")) v.add_bos_ = *b;
   if (auto b = file.get_bool("tokenizer.ggml.add_eos_token")) v.add_eos_ = *b;
+  if (auto b = file.get_bool("tokenizer.ggml.normalizer.lowercase")) v.lowercase_ = *b;
+  v.strip_accents_ = v.lowercase_;
+  if (auto b = file.get_bool("tokenizer.ggml.normalizer.strip_accents")) v.strip_accents_ = *b;
 
   // EOT / EOM recognized by text when the metadata does not name them; such tokens become
   // control tokens. llama.cpp scans a hash map here; we take the first text in list order.
@@ -412,8 +427,8 @@ Expected<Vocab> Vocab::from_gguf(const gguf::GgufFile& file) {
     if (t.attr & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED)) {
       out = t.text;
     } else if (t.attr & ATTR_NORMAL) {
-      out = v.type_ == VocabType::SPM ? unescape_whitespace(t.text) : decode_byte_level(t.text);
-    } else if ((t.attr & ATTR_BYTE) && v.type_ == VocabType::SPM) {
+      out = v.type_ == VocabType::BPE ? decode_byte_level(t.text) : unescape_whitespace(t.text);
+    } else if ((t.attr & ATTR_BYTE) && v.type_ != VocabType::BPE) {
       int b = parse_byte_token(t.text);
       if (b >= 0) out.push_back(static_cast<char>(b));
     }
@@ -427,7 +442,7 @@ TokenId Vocab::find(std::string_view text) const {
 }
 
 int Vocab::bpe_rank(std::string_view left, std::string_view right) const {
-  auto it = bpe_ranks_.find(bpe_key(left, right));
+  auto it = bpe_ranks_.find(MergeKey{left, right});
   return it == bpe_ranks_.end() ? -1 : it->second;
 }
 

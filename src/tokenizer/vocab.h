@@ -23,8 +23,8 @@ namespace realm::tok {
 using TokenId = int32_t;
 inline constexpr TokenId kNullToken = -1;
 
-// tokenizer.ggml.model
-enum class VocabType { SPM, BPE };
+// tokenizer.ggml.model: llama (SentencePiece), gpt2 (byte-level BPE), bert (WordPiece).
+enum class VocabType { SPM, BPE, WPM };
 
 // tokenizer.ggml.pre (BPE pre-tokenizer split rules), grouped the way llama.cpp groups them.
 enum class PreType {
@@ -86,8 +86,10 @@ class Vocab {
 
   VocabType type() const { return type_; }
   PreType pre_type() const { return pre_type_; }
-  const std::string& model_name() const { return model_; }  // tokenizer.ggml.model
-  const std::string& pre_name() const { return pre_; }      // tokenizer.ggml.pre ("" if absent)
+  const std::string& model_name() const {
+    return model_;
+  }  // tokenizer.ggml.model: llama (SentencePiece), gpt2 (byte-level BPE), bert (WordPiece).
+  const std::string& pre_name() const { return pre_; }  // tokenizer.ggml.pre ("" if absent)
   size_t size() const { return tokens_.size(); }
   bool valid(TokenId id) const { return id >= 0 && static_cast<size_t>(id) < tokens_.size(); }
   const TokenData& token(TokenId id) const { return tokens_[static_cast<size_t>(id)]; }
@@ -115,6 +117,10 @@ class Vocab {
   bool add_space_prefix() const { return add_space_prefix_; }
   bool clean_spaces() const { return clean_spaces_; }
   bool ignore_merges() const { return ignore_merges_; }
+  // WordPiece normalizer settings (tokenizer.ggml.normalizer.*).
+  bool lowercase() const { return lowercase_; }
+  bool strip_accents() const { return strip_accents_; }
+  size_t max_token_len() const { return max_token_len_; }
   // Control, user-defined and unknown tokens, longest text first: the tokens matched in raw text
   // before the model's tokenizer runs.
   const std::vector<TokenId>& special_tokens() const { return special_cache_; }
@@ -140,14 +146,41 @@ class Vocab {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>> token_to_id_;
-  std::unordered_map<std::string, int> bpe_ranks_;  // key: left + '\0' + right
-  std::vector<std::string> pieces_;                 // rendered piece per token (special=true)
+  // Merge ranks keyed by left + '\0' + right, looked up without building the key.
+  struct MergeKey {
+    std::string_view left, right;
+  };
+  struct MergeHash {
+    using is_transparent = void;
+    static uint64_t mix(uint64_t h, std::string_view s) {
+      for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;  // FNV-1a
+      return h;
+    }
+    size_t operator()(const std::string& k) const { return mix(14695981039346656037ull, k); }
+    size_t operator()(const MergeKey& k) const {
+      return mix((mix(14695981039346656037ull, k.left) ^ 0u) * 1099511628211ull, k.right);
+    }
+  };
+  struct MergeEq {
+    using is_transparent = void;
+    bool operator()(const std::string& a, const std::string& b) const { return a == b; }
+    bool operator()(const MergeKey& k, const std::string& s) const {
+      return s.size() == k.left.size() + 1 + k.right.size() &&
+             s.compare(0, k.left.size(), k.left) == 0 && s[k.left.size()] == '\0' &&
+             s.compare(k.left.size() + 1, k.right.size(), k.right) == 0;
+    }
+    bool operator()(const std::string& s, const MergeKey& k) const { return (*this)(k, s); }
+  };
+  std::unordered_map<std::string, int, MergeHash, MergeEq> bpe_ranks_;
+  std::vector<std::string> pieces_;  // rendered piece per token (special=true)
   std::vector<TokenId> eog_;
   std::vector<TokenId> special_cache_;
   TokenId bos_ = kNullToken, eos_ = kNullToken, eot_ = kNullToken, eom_ = kNullToken;
   TokenId unk_ = kNullToken, pad_ = kNullToken, sep_ = kNullToken, mask_ = kNullToken;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false, clean_spaces_ = false;
   bool ignore_merges_ = false;
+  bool lowercase_ = true, strip_accents_ = true;
+  size_t max_token_len_ = 0;
 };
 
 }  // namespace realm::tok
