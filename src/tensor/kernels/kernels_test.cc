@@ -192,7 +192,7 @@ TEST(Kernels, EverySimdPathAgreesWithScalar) {
   const auto tables = simd_tables();
   if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD path";
   for (GgmlType t : kWeightTypes) {
-    for (int64_t n : {int64_t{512}, int64_t{4096}, int64_t{4096 + 7}}) {
+    for (int64_t n : {int64_t{512}, int64_t{32 * 33}, int64_t{4096}, int64_t{4096 + 7}}) {
       if (!gguf::row_bytes(t, n)) continue;
       const Problem p = make_problem(t, 5, n, 6, 23 + static_cast<uint32_t>(n));
       const auto ref = run_matmul(scalar(), p, 0, p.n_rows, 0, p.n_tok);
@@ -228,7 +228,8 @@ TEST(Kernels, MatmulIsBatchIndependent) {
   tables.push_back(&scalar());
   constexpr int64_t kTok = 11;
   for (GgmlType t : kWeightTypes) {
-    const int64_t n = is_float_type(t) ? 512 + 5 : 512;
+    // Odd block counts and float tails exercise every remainder path.
+    const int64_t n = is_float_type(t) ? 512 + 5 : is_k_type(t) ? 768 : 32 * 17;
     const Problem p = make_problem(t, 7, n, kTok, 5);
     for (const KernelTable* k : tables) {
       const auto full = run_matmul(*k, p, 0, p.n_rows, 0, kTok);
