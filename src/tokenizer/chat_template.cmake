@@ -13,3 +13,10 @@ endif()
 realm_test(chat_template_test
            SOURCES jinja_test.cc chat_template_test.cc
            LIBS realm_chat_template nlohmann_json::nlohmann_json)
+
+# `realm template` end to end against python3-jinja2 (needs the realm binary: not in low-layer builds).
+if(NOT REALM_LOW_LAYERS_ONLY)
+  add_test(NAME realm_template_cli
+           COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/testdata/cli_template_check.py
+                   $<TARGET_FILE:realm> ${REALM_SHARED_DIR})
+endif()

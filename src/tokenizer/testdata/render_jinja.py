@@ -42,10 +42,14 @@ def main():
     with open(sys.argv[1], encoding="utf-8") as f:
         cases = json.load(f)["cases"]
     env = make_env()
+    compiled = {}
     results = []
     for case in cases:
         try:
-            out = env.from_string(case["template"]).render(**case["context"])
+            src = case["template"]
+            if src not in compiled:
+                compiled[src] = env.from_string(src)
+            out = compiled[src].render(**case["context"])
             results.append({"id": case["id"], "ok": True, "output": out})
         except Exception as e:  # noqa: BLE001 - any template failure is a result
             results.append({"id": case["id"], "ok": False, "error": f"{type(e).__name__}: {e}"})
