@@ -57,10 +57,14 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
     if (!a->quiet) {
       int n_fallback = 0;
       for (const auto& p : *plan) {
+        std::string note;
+        if (p.fallback) {
+          note = "  (fallback from " + std::string(gguf::type_name(p.wanted)) + ": row length " +
+                 std::to_string(p.dims[0]) + ")";
+        }
         std::printf("%-36s %-5s -> %-5s%s\n", p.name.c_str(),
                     std::string(gguf::type_name(p.from)).c_str(),
-                    std::string(gguf::type_name(p.to)).c_str(),
-                    p.fallback ? "  (fallback: row length not a multiple of 256)" : "");
+                    std::string(gguf::type_name(p.to)).c_str(), note.c_str());
         n_fallback += p.fallback;
       }
       auto out = gguf::GgufFile::open(a->out);

@@ -444,11 +444,12 @@ std::vector<TensorPlan> plan_quantization(const ModelShape& model,
   std::vector<TensorPlan> plan;
   plan.reserve(tensors.size());
   for (const auto* t : tensors) {
-    TensorPlan p{t->name, t->type, t->type, t->dims, false};
+    TensorPlan p{t->name, t->type, t->type, t->dims, false, t->type};
     if (allows_quantization(*t)) {
       GgmlType new_type = default_type;
       if (is_quantized(default_type)) {
         new_type = rule_type(state, facts, *t, ftype, category_of(t->name), new_type);
+        p.wanted = new_type;
         new_type = fallback_type(*t, new_type, p.fallback);
       }
       p.to = new_type;

@@ -52,6 +52,7 @@ struct TensorPlan {
   gguf::GgmlType to;
   std::vector<uint64_t> dims;
   bool fallback = false;  // `to` is a fallback because the row length did not fit the wanted type
+  gguf::GgmlType wanted = gguf::GgmlType::F32;  // the rule's choice before the fallback
 };
 
 // llama.cpp's type choice for every tensor of `in` (a llama-family model) for `ftype`, in
