@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -56,8 +57,17 @@ TEST(QuantizeModel, ReproducesLlamaCppFiles) {
     const std::string src_path = quant_dir() + "/" + model + ".f32.gguf";
     auto src = GgufFile::open(src_path);
     ASSERT_TRUE(src.ok()) << src.error().message;
-    for (const char* type : {"F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K",
-                             "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K"}) {
+    // Every llama.cpp file of this model in the folder: <model>.<TYPE>.gguf.
+    std::vector<std::string> types;
+    for (const auto& e : std::filesystem::directory_iterator(quant_dir())) {
+      const std::string fn = e.path().filename().string();
+      const std::string prefix = std::string(model) + ".";
+      if (fn.rfind(prefix, 0) != 0 || e.path().extension() != ".gguf") continue;
+      const std::string type = fn.substr(prefix.size(), fn.size() - prefix.size() - 5);
+      if (type != "f32") types.push_back(type);
+    }
+    std::sort(types.begin(), types.end());
+    for (const std::string& type : types) {
       const std::string ref_path = quant_dir() + "/" + model + "." + type + ".gguf";
       if (!std::filesystem::exists(ref_path)) continue;
       SCOPED_TRACE(ref_path);
@@ -65,7 +75,7 @@ TEST(QuantizeModel, ReproducesLlamaCppFiles) {
       auto ref = GgufFile::open(ref_path);
       ASSERT_TRUE(ref.ok()) << ref.error().message;
       auto ftype = file_type_from_name(type);
-      ASSERT_TRUE(ftype.ok());
+      ASSERT_TRUE(ftype.ok()) << ftype.error().message;
       const std::string out_path = temp_path(std::string(model) + "." + type + ".gguf");
       QuantizeOptions opt;
       opt.ftype = *ftype;
@@ -103,7 +113,7 @@ TEST(QuantizeModel, ReproducesLlamaCppFiles) {
       }
       if (k_blocks > 0) {
         std::printf("%s %s: %llu of %llu K-type blocks identical (%.2f%%), RMSE ratio %.6f\n",
-                    model, type, static_cast<unsigned long long>(k_same),
+                    model, type.c_str(), static_cast<unsigned long long>(k_same),
                     static_cast<unsigned long long>(k_blocks), 100.0 * k_same / k_blocks,
                     std::sqrt(se_ours / se_ref));
         EXPECT_LE(std::sqrt(se_ours), 1.01 * std::sqrt(se_ref));

@@ -12,3 +12,9 @@ find_package(nlohmann_json REQUIRED)
 realm_test(tensor_types_test
            SOURCES quantize_test.cc quantize_model_test.cc synth_model_test.cc
            LIBS realm_tensor OpenSSL::Crypto nlohmann_json::nlohmann_json)
+
+find_package(benchmark QUIET)
+if(benchmark_FOUND AND NOT REALM_LOW_LAYERS_ONLY)
+  add_executable(bench_quantize bench_quantize.cc)
+  target_link_libraries(bench_quantize PRIVATE realm_tensor benchmark::benchmark)
+endif()
