@@ -98,17 +98,36 @@ struct SpmOrder {
 
 class SpmSession {
  public:
-  explicit SpmSession(const Vocab& vocab) : vocab_(vocab) {}
+  SpmSession(const Vocab& vocab, bool segmented = true) : vocab_(vocab), segmented_(segmented) {}
 
   void tokenize(const std::string& text, std::vector<TokenId>& out) {
+    // Symbols are UTF-8 characters (by lead byte). The text is cut into segments before a '▁'
+    // symbol where no token can span the cut; merging each segment on its own gives the same
+    // result as one global merge queue, with small queues.
+    std::vector<int> seg_starts = {0};
     for (size_t offs = 0; offs < text.size();) {
       const size_t n = std::min(utf8_len(text[offs]), text.size() - offs);
       const int index = static_cast<int>(symbols_.size());
+      if (segmented_ && n == 3 && offs > 0 && text.compare(offs, 3, "\xe2\x96\x81") == 0 &&
+          vocab_.spm_can_cut_before(text, offs)) {
+        seg_starts.push_back(index);
+      }
       offs += n;
-      symbols_.push_back(
-          {text.data() + offs - n, n, index - 1, offs == text.size() ? -1 : index + 1});
+      symbols_.push_back({text.data() + offs - n, n, index - 1, index + 1});
     }
-    for (int i = 1; i < static_cast<int>(symbols_.size()); ++i) try_add(i - 1, i);
+    if (symbols_.empty()) return;
+    seg_starts.push_back(static_cast<int>(symbols_.size()));
+    for (size_t s = 0; s + 1 < seg_starts.size(); ++s) {
+      const int first = seg_starts[s], end = seg_starts[s + 1];
+      if (first == end) continue;
+      symbols_[first].prev = -1;
+      symbols_[end - 1].next = -1;
+      merge_segment(first, end, out);
+    }
+  }
+
+  void merge_segment(int first, int end, std::vector<TokenId>& out) {
+    for (int i = first + 1; i < end; ++i) try_add(i - 1, i);
     while (!queue_.empty()) {
       const SpmBigram b = queue_.top();
       queue_.pop();
@@ -122,8 +141,7 @@ class SpmSession {
       try_add(l.prev, b.left);
       try_add(b.left, l.next);
     }
-    if (symbols_.empty()) return;
-    for (int i = 0; i != -1; i = symbols_[i].next) resegment(symbols_[i], out);
+    for (int i = first; i != -1; i = symbols_[i].next) resegment(symbols_[i], out);
   }
 
  private:
@@ -148,6 +166,7 @@ class SpmSession {
   }
 
   const Vocab& vocab_;
+  const bool segmented_;
   std::vector<Symbol> symbols_;
   std::priority_queue<SpmBigram, std::vector<SpmBigram>, SpmOrder> queue_;
 };
@@ -261,6 +280,14 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<TokenId>& out) con
   }
   SpmSession session(*vocab_);
   session.tokenize(escaped, out);
+}
+
+std::vector<TokenId> Tokenizer::spm_merge_for_test(const Vocab& vocab, const std::string& escaped,
+                                                   bool segmented) {
+  std::vector<TokenId> out;
+  SpmSession session(vocab, segmented);
+  session.tokenize(escaped, out);
+  return out;
 }
 
 void Tokenizer::encode_bpe(std::string_view text, std::vector<TokenId>& out) const {

@@ -47,6 +47,11 @@ class Tokenizer {
   std::string detokenize(std::span<const TokenId> ids, bool remove_special = false,
                          bool unparse_special = false) const;
 
+  // SPM merge of already escaped text, with or without cutting it into independent segments
+  // (tests check both give the same ids).
+  static std::vector<TokenId> spm_merge_for_test(const Vocab& vocab, const std::string& escaped,
+                                                 bool segmented);
+
  private:
   Tokenizer();
   void encode_spm(std::string_view text, std::vector<TokenId>& out) const;

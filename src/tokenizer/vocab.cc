@@ -419,6 +419,23 @@ Expected<Vocab> Vocab::from_gguf(const gguf::GgufFile& file) {
     }
   }
 
+  // Texts that precede a '▁' inside some token: the text may not be cut before such a '▁'.
+  if (v.type_ == VocabType::SPM) {
+    for (const TokenData& t : v.tokens_) {
+      for (size_t p = t.text.find("\xe2\x96\x81", 1); p != std::string::npos;
+           p = t.text.find("\xe2\x96\x81", p + 1)) {
+        v.spm_cut_blockers_.emplace(t.text.substr(0, p), 0);
+      }
+    }
+    for (const auto& [prefix, unused] : v.spm_cut_blockers_) {
+      v.spm_cut_blocker_lens_.push_back(prefix.size());
+    }
+    std::sort(v.spm_cut_blocker_lens_.begin(), v.spm_cut_blocker_lens_.end());
+    v.spm_cut_blocker_lens_.erase(
+        std::unique(v.spm_cut_blocker_lens_.begin(), v.spm_cut_blocker_lens_.end()),
+        v.spm_cut_blocker_lens_.end());
+  }
+
   // Render every piece once (special=true); token_to_piece filters control tokens per call.
   v.pieces_.resize(n);
   for (size_t i = 0; i < n; ++i) {
@@ -444,6 +461,17 @@ TokenId Vocab::find(std::string_view text) const {
 int Vocab::bpe_rank(std::string_view left, std::string_view right) const {
   auto it = bpe_ranks_.find(MergeKey{left, right});
   return it == bpe_ranks_.end() ? -1 : it->second;
+}
+
+bool Vocab::spm_can_cut_before(std::string_view escaped, size_t pos) const {
+  if (pos == 0) return false;
+  for (size_t len : spm_cut_blocker_lens_) {
+    if (len > pos) break;
+    if (spm_cut_blockers_.find(escaped.substr(pos - len, len)) != spm_cut_blockers_.end()) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool Vocab::is_eog(TokenId id) const {

@@ -125,6 +125,11 @@ class Vocab {
   // before the model's tokenizer runs.
   const std::vector<TokenId>& special_tokens() const { return special_cache_; }
 
+  // SPM: true when no token can span the start of the '▁' at byte `pos` of `escaped` (no token
+  // has a '▁' after a prefix equal to the text before it), so the text can be cut there and
+  // both sides tokenized independently with the same result.
+  bool spm_can_cut_before(std::string_view escaped, size_t pos) const;
+
   // SPM byte token for `b` (<0xNN>), or the token whose text is that byte, or the UNK token.
   TokenId byte_to_token(uint8_t b) const;
 
@@ -173,6 +178,8 @@ class Vocab {
   };
   std::unordered_map<std::string, int, MergeHash, MergeEq> bpe_ranks_;
   std::vector<std::string> pieces_;  // rendered piece per token (special=true)
+  std::unordered_map<std::string, char, StringHash, std::equal_to<>> spm_cut_blockers_;
+  std::vector<size_t> spm_cut_blocker_lens_;
   std::vector<TokenId> eog_;
   std::vector<TokenId> special_cache_;
   TokenId bos_ = kNullToken, eos_ = kNullToken, eot_ = kNullToken, eom_ = kNullToken;
