@@ -409,6 +409,35 @@ void quantize_row_q8_1_ref(const float* x, BlockQ8_1* y, int64_t n) {
   }
 }
 
+// x86 CPU backend activation quantization: amax, d = amax / 127, id = 127 / amax, q = rint(x * id)
+// (half to even, the default rounding mode), s = fp16(d * sum q).
+template <typename Block>
+float quantize_block_q8_ggml_cpu(const float* x, Block& y) {
+  float amax = 0.0f;
+  for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.f;
+  y.d = to_f16(d);
+  const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+  int sum = 0;
+  for (int j = 0; j < kQK; ++j) {
+    y.qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+    sum += y.qs[j];
+  }
+  return sum * d;
+}
+
+void quantize_row_q8_0_ggml_cpu(const float* x, BlockQ8_0* y, int64_t n) {
+  assert(n % kQK == 0);
+  for (int64_t b = 0; b < n / kQK; ++b, x += kQK) quantize_block_q8_ggml_cpu(x, y[b]);
+}
+
+void quantize_row_q8_1_ggml_cpu(const float* x, BlockQ8_1* y, int64_t n) {
+  assert(n % kQK == 0);
+  for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
+    y[b].s = to_f16(quantize_block_q8_ggml_cpu(x, y[b]));
+  }
+}
+
 // ---- K types ---------------------------------------------------------------------------------
 
 void quantize_row_q2_k_ref(const float* x, BlockQ2_K* y, int64_t n) {

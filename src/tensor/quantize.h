@@ -26,6 +26,12 @@ void quantize_row_q3_k_ref(const float* x, BlockQ3_K* y, int64_t n);
 void quantize_row_q4_k_ref(const float* x, BlockQ4_K* y, int64_t n);
 void quantize_row_q5_k_ref(const float* x, BlockQ5_K* y, int64_t n);
 void quantize_row_q6_k_ref(const float* x, BlockQ6_K* y, int64_t n);
+// The activation quantizers llama.cpp's x86 CPU backend really runs before a Q4_0/Q5_0/Q8_0 or
+// Q4_1/Q5_1 matmul (its AVX2 quantize_row_q8_0/q8_1, also used on AVX-512 machines): they differ
+// from the file-format references above in using id = 127 / amax (not 1 / d) and rounding half
+// to even. Emulating llama.cpp's logits closely needs these; Q8_K on the CPU is the reference.
+void quantize_row_q8_0_ggml_cpu(const float* x, BlockQ8_0* y, int64_t n);
+void quantize_row_q8_1_ggml_cpu(const float* x, BlockQ8_1* y, int64_t n);
 // Q8_K: d = max / -127 of the signed absolute maximum, bsums = sums of 16 quants (an all-zero
 // block gets d = 0 and zero quants and sums).
 void quantize_row_q8_k_ref(const float* x, BlockQ8_K* y, int64_t n);

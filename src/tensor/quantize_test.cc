@@ -181,6 +181,41 @@ TEST(RoundTrip, Q8_K) {
   }
 }
 
+// The CPU-backend variants: id = 127 / amax and ties to even; they agree with the references
+// except where x * id lands on (or next to) a half.
+TEST(RoundTrip, GgmlCpuActivationQuantizers) {
+  auto x = random_values(32 * 256, 4, 2.f);
+  // A block whose values hit exact halves: amax 127 makes id 1, so 2.5 -> 2 and 3.5 -> 4 under
+  // ties-to-even, and 3 and 4 under the reference's round-half-away.
+  for (int j = 0; j < 32; ++j) x[j] = j == 0 ? 127.f : (j % 2 ? 2.5f : 3.5f);
+  std::vector<BlockQ8_0> a(256), r(256);
+  std::vector<BlockQ8_1> a1(256);
+  quantize_row_q8_0_ggml_cpu(x.data(), a.data(), static_cast<int64_t>(x.size()));
+  quantize_row_q8_0_ref(x.data(), r.data(), static_cast<int64_t>(x.size()));
+  quantize_row_q8_1_ggml_cpu(x.data(), a1.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(a[0].qs[1], 2);
+  EXPECT_EQ(a[0].qs[2], 4);
+  EXPECT_EQ(r[0].qs[1], 3);
+  EXPECT_EQ(r[0].qs[2], 4);
+  int n_diff = 0;
+  for (size_t b = 0; b < a.size(); ++b) {
+    EXPECT_EQ(a[b].d, r[b].d);
+    EXPECT_EQ(a1[b].d, a[b].d);
+    int sum = 0;
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
+    for (int j = 0; j < 32; ++j) {
+      EXPECT_EQ(a1[b].qs[j], a[b].qs[j]);
+      EXPECT_LE(std::abs(a[b].qs[j] - r[b].qs[j]), 1);
+      EXPECT_LE(std::fabs(a[b].qs[j] - x[b * 32 + j] * 127.f / amax), 0.5f);
+      n_diff += a[b].qs[j] != r[b].qs[j];
+      sum += a[b].qs[j];
+    }
+    EXPECT_EQ(a1[b].s, f32_to_fp16(sum * (amax / 127.f)));
+  }
+  EXPECT_LT(n_diff, 64);
+}
+
 TEST(Conversions, Fp16AndBf16RoundTripEveryValue) {
   for (uint32_t h = 0; h < 65536; ++h) {
     const bool nan16 = (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0;
