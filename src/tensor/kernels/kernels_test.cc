@@ -247,6 +247,25 @@ TEST(Kernels, MatmulIsBatchIndependent) {
   }
 }
 
+// A prefill-sized batch (scratch for the activation scales no longer fits the stack buffer) gives
+// each token exactly what it gets alone.
+TEST(Kernels, LargeBatchMatchesSingleTokens) {
+  std::vector<const KernelTable*> tables = simd_tables();
+  tables.push_back(&scalar());
+  constexpr int64_t kTok = 21;
+  for (GgmlType t : kWeightTypes) {
+    const Problem p = make_problem(t, 3, 4096, kTok, 77);
+    for (const KernelTable* k : tables) {
+      const auto full = run_matmul(*k, p, 0, p.n_rows, 0, kTok);
+      for (int64_t j = 0; j < kTok; ++j) {
+        const auto one = run_matmul(*k, p, 0, p.n_rows, j, 1);
+        EXPECT_EQ(std::memcmp(one.data(), &full[j * p.n_rows], p.n_rows * sizeof(float)), 0)
+            << isa_name(k->isa) << " " << gguf::type_name(t) << " token " << j;
+      }
+    }
+  }
+}
+
 // Inputs that probe the rounding rules: exact .5 ties, all-zero blocks, equal magnitudes of both
 // signs, tiny and huge values.
 std::vector<float> adversarial_row(int64_t n, uint32_t seed) {
