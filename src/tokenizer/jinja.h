@@ -39,7 +39,8 @@ class Value {
   static Value number(double d);
   static Value string(std::string s);
   static Value array(Array items);
-  static Value object();  // an empty dict
+  static Value tuple(Array items);  // an array that prints as a Python tuple: (1, 2)
+  static Value object();            // an empty dict
   static Value function(Function f);
 
   Kind kind() const { return kind_; }
@@ -53,6 +54,7 @@ class Value {
   bool is_array() const { return kind_ == Kind::ARRAY; }
   bool is_object() const { return kind_ == Kind::OBJECT; }
   bool is_function() const { return kind_ == Kind::FUNCTION; }
+  bool is_tuple() const { return kind_ == Kind::ARRAY && tuple_; }
 
   bool as_bool() const { return i_ != 0; }
   int64_t as_int() const { return i_; }  // INT and BOOL
@@ -76,6 +78,7 @@ class Value {
 
  private:
   Kind kind_ = Kind::UNDEFINED;
+  bool tuple_ = false;
   int64_t i_ = 0;
   double d_ = 0;
   std::shared_ptr<const std::string> s_;

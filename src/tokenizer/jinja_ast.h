@@ -79,7 +79,8 @@ struct Expr {
   std::vector<std::string> ops;
 };
 
-enum class StmtKind { TEXT, OUTPUT, IF, FOR, SET, SET_BLOCK, MACRO, BREAK, CONTINUE };
+// SCOPE: a body run in its own variable scope ({% generation %} of transformers' chat templates).
+enum class StmtKind { TEXT, OUTPUT, IF, FOR, SET, SET_BLOCK, MACRO, BREAK, CONTINUE, SCOPE };
 
 struct Stmt;
 using StmtPtr = std::unique_ptr<Stmt>;
@@ -94,7 +95,7 @@ struct Stmt {
   std::vector<ExprPtr> exprs;        // OUTPUT/SET: [value]; IF: conditions; FOR: [iter, filter?];
                                      // MACRO: parameter defaults (null when none)
   std::vector<Body> bodies;          // IF: one per condition (+ else); FOR: [body, else];
-                                     // SET_BLOCK/MACRO: [body]
+                                     // SET_BLOCK/MACRO/SCOPE: [body]
 };
 
 struct Program {

@@ -418,6 +418,12 @@ class Renderer {
                Value::function([this, def](const CallArgs& a) { return call_macro(*def, a); }));
         return Flow::NORMAL;
       }
+      case StmtKind::SCOPE: {
+        scopes_.emplace_back();
+        auto flow = exec_body(s.bodies[0]);
+        scopes_.pop_back();
+        return flow;
+      }
       case StmtKind::BREAK:
         return Flow::BREAK;
       case StmtKind::CONTINUE:
@@ -665,7 +671,9 @@ class Renderer {
           JTRY(v, eval(*a));
           items.push_back(std::move(v));
         }
-        return make_array(std::move(items));
+        JTRY(list, make_array(std::move(items)));
+        if (e.kind == ExprKind::TUPLE) return Value::tuple(list.as_array());
+        return list;
       }
       case ExprKind::DICT: {
         Value d = Value::object();
@@ -769,7 +777,8 @@ class Renderer {
     if (obj.is_array()) {
       Array out;
       for (size_t i : idx) out.push_back(obj.as_array()[i]);
-      return make_array(std::move(out));
+      JTRY(list, make_array(std::move(out)));
+      return obj.is_tuple() ? Value::tuple(list.as_array()) : list;
     }
     std::string out;
     for (size_t i : idx) out += pts[i];
@@ -923,7 +932,7 @@ class Renderer {
         Array out;
         for (const auto& [k, v] : obj.as_object().items) {
           if (name == "items")
-            out.push_back(Value::array({Value::string(k), v}));
+            out.push_back(Value::tuple({Value::string(k), v}));
           else if (name == "keys")
             out.push_back(Value::string(k));
           else
@@ -1538,6 +1547,38 @@ class Renderer {
       Array out;
       for (auto& [k, x] : keyed) out.push_back(std::move(x));
       if (rev && rev->truthy()) std::reverse(out.begin(), out.end());
+      return make_array(std::move(out));
+    }
+    if (name == "dictsort") {
+      REALM_TRY(b.check(3, {"case_sensitive", "by", "reverse"}));
+      const Value* cs = b.get(0, "case_sensitive");
+      const Value* by = b.get(1, "by");
+      const Value* rev = b.get(2, "reverse");
+      if (!v.is_object()) return make_error("dictsort needs a mapping, got ", type_name(v));
+      bool by_value = by && by->is_string() && by->as_string() == "value";
+      if (by && !(by->is_string() && (by->as_string() == "key" || by_value))) {
+        return make_error("You can only sort by either 'key' or 'value'");
+      }
+      std::vector<std::pair<Value, Value>> keyed;
+      for (const auto& [k, x] : v.as_object().items) {
+        Value key = by_value ? x : Value::string(k);
+        if (key.is_string() && !(cs && cs->truthy())) {
+          key = Value::string(ascii_lower(key.as_string()));
+        }
+        keyed.emplace_back(key, Value::tuple({Value::string(k), x}));
+      }
+      Status failure;
+      std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& p, const auto& q) {
+        auto c = order(p.first, q.first);
+        if (!c) {
+          failure = c.take_error();
+          return false;
+        }
+        return rev && rev->truthy() ? *c > 0 : *c < 0;
+      });
+      if (!failure) return failure.take_error();
+      Array out;
+      for (auto& [k, x] : keyed) out.push_back(std::move(x));
       return make_array(std::move(out));
     }
     if (name == "sum") {

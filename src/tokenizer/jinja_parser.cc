@@ -299,6 +299,17 @@ class Parser {
       REALM_TRY(expect_block_end());
       return s;
     }
+    if (name == "generation") {
+      // transformers' AssistantTracker tag: renders its body (in a scope of its own).
+      s->kind = StmtKind::SCOPE;
+      REALM_TRY(expect_block_end());
+      std::string end;
+      auto body = parse_body({"endgeneration"}, &end);
+      if (!body) return body.take_error();
+      s->bodies.push_back(std::move(*body));
+      REALM_TRY(expect_block_end());
+      return s;
+    }
     if (name == "break" || name == "continue") {
       s->kind = name == "break" ? StmtKind::BREAK : StmtKind::CONTINUE;
       REALM_TRY(expect_block_end());

@@ -117,6 +117,11 @@ Value Value::array(Array items) {
   v.a_ = std::make_shared<const Array>(std::move(items));
   return v;
 }
+Value Value::tuple(Array items) {
+  Value v = array(std::move(items));
+  v.tuple_ = true;
+  return v;
+}
 Value Value::object() {
   Value v;
   v.kind_ = Kind::OBJECT;
@@ -424,14 +429,15 @@ void append_repr(std::string& out, const Value& v, int level) {
       out += "Undefined";
       return;
     case Value::Kind::ARRAY: {
-      out += '[';
+      out += v.is_tuple() ? '(' : '[';
       bool first = true;
       for (const auto& e : v.as_array()) {
         if (!first) out += ", ";
         first = false;
         append_repr(out, e, level + 1);
       }
-      out += ']';
+      if (v.is_tuple() && v.as_array().size() == 1) out += ',';
+      out += v.is_tuple() ? ')' : ']';
       return;
     }
     case Value::Kind::OBJECT: {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference renderer for the chat-template tests: python3-jinja2 configured as Hugging Face
 transformers configures it (ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks, loop
-controls, raise_exception, strftime_now, and a tojson that is json.dumps without HTML escaping).
+controls, {% generation %}, raise_exception, strftime_now, and a tojson that is json.dumps without HTML escaping).
 
 Usage: render_jinja.py CASES.json > RESULTS.json
 CASES.json: {"cases": [{"id": str, "template": str, "context": {...}}, ...]}
@@ -29,9 +29,25 @@ def strftime_now(fmt):
     return datetime.now().strftime(fmt)
 
 
+class GenerationTag(jinja2.ext.Extension):
+    """transformers' AssistantTracker {% generation %} tag, without the index tracking: the body
+    renders as it is."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        call = self.call_method("_render", [])
+        return jinja2.nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+    def _render(self, caller):
+        return caller()
+
+
 def make_env():
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+                                        extensions=[GenerationTag, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
