@@ -55,6 +55,10 @@ class Value {
   bool is_object() const { return kind_ == Kind::OBJECT; }
   bool is_function() const { return kind_ == Kind::FUNCTION; }
   bool is_tuple() const { return kind_ == Kind::ARRAY && tuple_; }
+  // Nesting depth of arrays/objects (0 for scalars), and whether a namespace() object is inside:
+  // the evaluator bounds the first and refuses namespaces inside namespaces (no cycles).
+  int depth() const;
+  bool holds_namespace() const;
 
   bool as_bool() const { return i_ != 0; }
   int64_t as_int() const { return i_; }  // INT and BOOL
@@ -79,6 +83,8 @@ class Value {
  private:
   Kind kind_ = Kind::UNDEFINED;
   bool tuple_ = false;
+  bool array_holds_ns_ = false;
+  int array_depth_ = 0;
   int64_t i_ = 0;
   double d_ = 0;
   std::shared_ptr<const std::string> s_;
@@ -90,6 +96,8 @@ class Value {
 struct Object {
   std::vector<std::pair<std::string, Value>> items;
   bool is_namespace = false;  // made by namespace(): `{% set ns.key = ... %}` allowed
+  int depth = 1;              // 1 + the deepest value ever stored
+  bool holds_namespace = false;
 };
 
 struct CallArgs {

@@ -258,7 +258,15 @@ class Renderer {
                         limits_.max_array_items);
     }
     REALM_TRY(charge(a.size() * sizeof(Value)));
-    return Value::array(std::move(a));
+    Value v = Value::array(std::move(a));
+    REALM_TRY(check_depth(v));
+    return v;
+  }
+  Status check_depth(const Value& v) const {
+    if (v.depth() > limits_.max_depth) {
+      return make_error("value nested deeper than ", limits_.max_depth, " levels");
+    }
+    return {};
   }
   Status emit(std::string_view s) {
     if (out_.size() + s.size() > limits_.max_output_bytes) {
@@ -291,7 +299,7 @@ class Renderer {
   void add_globals() {
     Scope& g = scopes_[0];
     g.emplace_back("range", Value::function([this](const CallArgs& a) { return fn_range(a); }));
-    g.emplace_back("namespace", Value::function([](const CallArgs& a) -> Expected<Value> {
+    g.emplace_back("namespace", Value::function([this](const CallArgs& a) -> Expected<Value> {
                      Value ns = Value::object();
                      ns.mutable_object().is_namespace = true;
                      for (const auto& v : a.args) {
@@ -299,15 +307,17 @@ class Renderer {
                        for (const auto& [k, x] : v.as_object().items) ns.set(k, x);
                      }
                      for (const auto& [k, x] : a.kwargs) ns.set(k, x);
+                     REALM_TRY(check_depth(ns));
                      return ns;
                    }));
-    g.emplace_back("dict", Value::function([](const CallArgs& a) -> Expected<Value> {
+    g.emplace_back("dict", Value::function([this](const CallArgs& a) -> Expected<Value> {
                      Value d = Value::object();
                      for (const auto& v : a.args) {
                        if (!v.is_object()) return make_error("dict() takes a dict");
                        for (const auto& [k, x] : v.as_object().items) d.set(k, x);
                      }
                      for (const auto& [k, x] : a.kwargs) d.set(k, x);
+                     REALM_TRY(check_depth(d));
                      return d;
                    }));
     g.emplace_back("raise_exception", Value::function([](const CallArgs& a) -> Expected<Value> {
@@ -396,7 +406,13 @@ class Renderer {
           if (!ns || !ns->is_object() || !ns->as_object().is_namespace) {
             return err(s, "cannot assign attribute on non-namespace object '", s.targets[0], "'");
           }
+          if (v.holds_namespace()) {
+            return err(s, "storing a namespace inside a namespace is not supported");
+          }
           ns->set(s.text, std::move(v));
+          if (ns->depth() > limits_.max_depth) {
+            return err(s, "value nested deeper than ", limits_.max_depth, " levels");
+          }
           return Flow::NORMAL;
         }
         REALM_TRY(unpack_assign(s, s.targets, v));
@@ -684,6 +700,8 @@ class Renderer {
             return err(e, "only string dict keys are supported, got ", type_name(k));
           d.set(k.as_string(), std::move(v));
         }
+        auto st = check_depth(d);
+        if (!st) return err(e, st.error().message);
         return d;
       }
     }

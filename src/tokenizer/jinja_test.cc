@@ -143,6 +143,21 @@ TEST(Jinja, HostileLoopsAndSizesAreBounded) {
                               "{% set ns.l = ns.l + [i] %}{% endfor %}",
                               Value::object(), small),
                        "bytes of strings and arrays"));
+  // Deeply nested values (their destruction and comparison recurse) and namespace cycles.
+  EXPECT_TRUE(contains(render("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}"
+                              "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x == ns.x }}"),
+                       "nested deeper than"));
+  EXPECT_TRUE(contains(render("{% set ns = namespace(x={}) %}{% for i in range(100000) %}"
+                              "{% set ns.x = {'a': ns.x} %}{% endfor %}"),
+                       "nested deeper than"));
+  EXPECT_TRUE(contains(render("{% set ns = namespace(x={}) %}{% for i in range(100000) %}"
+                              "{% set ns.x = dict(a=ns.x) %}{% endfor %}"),
+                       "nested deeper than"));
+  EXPECT_TRUE(contains(render("{% set ns = namespace(me=none) %}{% set ns.me = ns %}"),
+                       "namespace inside a namespace"));
+  EXPECT_TRUE(contains(render("{% set a = namespace(v=1) %}{% set b = namespace(a=a) %}"
+                              "{% set a.v = [b] %}"),
+                       "namespace inside a namespace"));
   // Within the limits the same constructs work.
   EXPECT_EQ(render("{{ ('ab' * 3) | length }} {{ range(5) | sum }}"), "6 10");
 }

@@ -114,8 +114,28 @@ Value Value::string(std::string s) {
 Value Value::array(Array items) {
   Value v;
   v.kind_ = Kind::ARRAY;
+  int depth = 0;
+  bool ns = false;
+  for (const auto& e : items) {
+    depth = std::max(depth, e.depth());
+    ns = ns || e.holds_namespace();
+  }
+  v.array_depth_ = depth + 1;
+  v.array_holds_ns_ = ns;
   v.a_ = std::make_shared<const Array>(std::move(items));
   return v;
+}
+
+int Value::depth() const {
+  if (kind_ == Kind::ARRAY) return array_depth_;
+  if (kind_ == Kind::OBJECT) return o_->depth;
+  return 0;
+}
+
+bool Value::holds_namespace() const {
+  if (kind_ == Kind::ARRAY) return array_holds_ns_;
+  if (kind_ == Kind::OBJECT) return o_->is_namespace || o_->holds_namespace;
+  return false;
 }
 Value Value::tuple(Array items) {
   Value v = array(std::move(items));
@@ -171,6 +191,8 @@ const Value* Value::get(std::string_view key) const {
 
 void Value::set(std::string key, Value v) const {
   if (kind_ != Kind::OBJECT) return;
+  o_->depth = std::max(o_->depth, v.depth() + 1);
+  o_->holds_namespace = o_->holds_namespace || v.holds_namespace();
   for (auto& [k, old] : o_->items) {
     if (k == key) {
       old = std::move(v);
