@@ -300,7 +300,10 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special,
   const Vocab& v = *vocab_;
   std::vector<TokenId> out;
   const std::vector<Fragment> frags = partition(v, text, parse_special);
-  if (add_special && v.add_bos() && v.bos() != kNullToken) out.push_back(v.bos());
+  // WordPiece always starts with [CLS] when adding special tokens (llama.cpp ignores add_bos).
+  if (add_special && (v.add_bos() || v.type() == VocabType::WPM) && v.bos() != kNullToken) {
+    out.push_back(v.bos());
+  }
   if (v.type() == VocabType::SPM) {
     bool prev_special = true;  // the first fragment gets the space prefix
     std::string piece;

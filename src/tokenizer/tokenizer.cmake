@@ -15,3 +15,21 @@ realm_test(tokenizer_test
 
 add_executable(bench_tokenize bench_tokenize.cc)
 target_link_libraries(bench_tokenize PRIVATE realm_tokenizer)
+
+# CLI contract checks (the realm binary is defined later, in src/cli).
+if(NOT REALM_LOW_LAYERS_ONLY)
+  add_test(NAME cli_tokenize_defaults
+           COMMAND realm tokenize -m ${REALM_SHARED_DIR}/vocab/ggml-vocab-llama-spm.gguf
+                   -p "Hello world")
+  set_tests_properties(cli_tokenize_defaults PROPERTIES PASS_REGULAR_EXPRESSION
+                       "^\\[15043, 3186\\]\n$")
+  add_test(NAME cli_tokenize_add_parse_special
+           COMMAND realm tokenize -m ${REALM_SHARED_DIR}/vocab/ggml-vocab-llama-bpe.gguf
+                   -p "Hi<|eot_id|>" --add-special --parse-special)
+  set_tests_properties(cli_tokenize_add_parse_special PROPERTIES PASS_REGULAR_EXPRESSION
+                       "^\\[128000, 13347, 128009\\]\n$")
+  add_test(NAME cli_detokenize
+           COMMAND realm detokenize -m ${REALM_SHARED_DIR}/vocab/ggml-vocab-llama-spm.gguf
+                   "[15043, 3186]")
+  set_tests_properties(cli_detokenize PROPERTIES PASS_REGULAR_EXPRESSION "^Hello world\n$")
+endif()
