@@ -12,6 +12,27 @@ bool by_logit(const TokenData& a, const TokenData& b) {
   return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
 }
 
+// Index of the largest value, lowest index on ties (NaNs are never the largest; 0 when all are).
+// Eight independent running maxima (vectorizable, no loop-carried load), then the first index
+// holding the maximum: the same answer as a strict-greater scan, several times faster.
+size_t argmax(std::span<const float> row) {
+  constexpr size_t kLanes = 8;
+  float m[kLanes];
+  for (auto& v : m) v = -INFINITY;
+  const size_t n = row.size();
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) m[j] = row[i + j] > m[j] ? row[i + j] : m[j];
+  }
+  float best = -INFINITY;
+  for (size_t j = 0; j < kLanes; ++j) best = m[j] > best ? m[j] : best;
+  for (; i < n; ++i) best = row[i] > best ? row[i] : best;
+  for (size_t k = 0; k < n; ++k) {
+    if (row[k] == best) return k;
+  }
+  return 0;
+}
+
 }  // namespace
 
 void Candidates::reset(std::span<const float> logits) {
@@ -28,8 +49,47 @@ void Candidates::sort() {
 }
 
 void Candidates::truncate(size_t n) {
+  if (!sorted_ && n < data_.size()) {
+    // The order is total (ties broken by id), so a partial sort keeps exactly the first n of a
+    // full sort, in the same order.
+    std::partial_sort(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(n), data_.end(),
+                      by_logit);
+    sorted_ = true;
+  }
   sort();
   if (n < data_.size()) data_.resize(n);
+}
+
+void Candidates::reset_top_k(std::span<const float> logits, size_t k) {
+  k = std::min(k, logits.size());
+  data_.clear();
+  sorted_ = true;
+  if (k == 0) return;
+  // A heap of the best k so far with the worst on top. A later token with a logit equal to the
+  // worst kept one loses on id, so only logits strictly above `worst` can enter: most of the row
+  // is rejected eight at a time by a vectorizable comparison.
+  auto worse = [](const TokenData& a, const TokenData& b) { return by_logit(a, b); };
+  const size_t n = logits.size();
+  for (size_t i = 0; i < k; ++i) data_.push_back({static_cast<int32_t>(i), logits[i], 0.0f});
+  std::make_heap(data_.begin(), data_.end(), worse);
+  float worst = data_.front().logit;
+  auto consider = [&](size_t i) {
+    if (!(logits[i] > worst)) return;
+    std::pop_heap(data_.begin(), data_.end(), worse);
+    data_.back() = {static_cast<int32_t>(i), logits[i], 0.0f};
+    std::push_heap(data_.begin(), data_.end(), worse);
+    worst = data_.front().logit;
+  };
+  size_t i = k;
+  constexpr size_t kBlock = 8;
+  for (; i + kBlock <= n; i += kBlock) {
+    bool any = false;
+    for (size_t j = 0; j < kBlock; ++j) any |= logits[i + j] > worst;
+    if (!any) continue;
+    for (size_t j = 0; j < kBlock; ++j) consider(i + j);
+  }
+  for (; i < n; ++i) consider(i);
+  std::sort_heap(data_.begin(), data_.end(), worse);
 }
 
 void Candidates::softmax() {
@@ -72,8 +132,7 @@ double Rng::uniform() {
   return static_cast<double>(next() >> 11) * 0x1.0p-53;
 }
 
-namespace {
-
+// Declared in the header (the chain's fast paths call it directly); not part of the public API.
 class Penalties : public Sampler {
  public:
   explicit Penalties(const SamplerParams& p) : p_(p) {}
@@ -99,11 +158,35 @@ class Penalties : public Sampler {
     }
     c.invalidate_order();  // logits changed
   }
+  bool active() const {
+    return !(p_.repeat_penalty == 1.0f && p_.frequency_penalty == 0.0f &&
+             p_.presence_penalty == 0.0f);
+  }
+  // The same penalties applied to a full row of logits indexed by token id.
+  void apply_to_row(std::vector<float>& row, const History& h) {
+    if (!active()) return;
+    size_t n = h.tokens.size();
+    if (p_.penalty_last_n >= 0) n = std::min(n, static_cast<size_t>(p_.penalty_last_n));
+    counts_.clear();
+    for (size_t i = h.tokens.size() - n; i < h.tokens.size(); ++i) counts_[h.tokens[i]]++;
+    for (const auto& [id, count] : counts_) {
+      if (id < 0 || static_cast<size_t>(id) >= row.size()) continue;
+      float& l = row[static_cast<size_t>(id)];
+      if (l <= 0) {
+        l *= p_.repeat_penalty;
+      } else {
+        l /= p_.repeat_penalty;
+      }
+      l -= static_cast<float>(count) * p_.frequency_penalty + p_.presence_penalty;
+    }
+  }
 
  private:
   SamplerParams p_;
   std::unordered_map<int32_t, int> counts_;
 };
+
+namespace {
 
 class TopK : public Sampler {
  public:
@@ -172,22 +255,48 @@ class Temperature : public Sampler {
 }  // namespace
 
 SamplerChain::SamplerChain(const SamplerParams& params) : params_(params), rng_(params.seed) {
-  samplers_.push_back(std::make_unique<Penalties>(params));
+  auto penalties = std::make_unique<Penalties>(params);
+  penalties_ = penalties.get();
+  samplers_.push_back(std::move(penalties));
   if (params.temperature > 0.0f) {
     samplers_.push_back(std::make_unique<TopK>(params.top_k));
     samplers_.push_back(std::make_unique<TopP>(params.top_p));
     samplers_.push_back(std::make_unique<MinP>(params.min_p));
     samplers_.push_back(std::make_unique<Temperature>(params.temperature));
   }
+  n_builtin_ = samplers_.size();
 }
+
+SamplerChain::~SamplerChain() = default;
 
 void SamplerChain::add(std::unique_ptr<Sampler> s) {
   samplers_.push_back(std::move(s));
 }
 
 int32_t SamplerChain::sample(std::span<const float> logits, const History& history) {
-  cand_.reset(logits);
-  for (auto& s : samplers_) s->apply(cand_, history);
+  // Fast paths for the built-in chain (no custom samplers), with results identical to the
+  // general path below: the candidate order is total (logit, then id), so the arg-max and the
+  // top k are unique, and the penalties give the same floats on a row as on candidates.
+  const bool builtin = samplers_.size() == n_builtin_;
+  std::span<const float> row = logits;
+  if (builtin && penalties_->active()) {
+    row_.assign(logits.begin(), logits.end());
+    penalties_->apply_to_row(row_, history);
+    row = row_;
+  }
+  if (builtin && params_.temperature <= 0.0f) {
+    if (row.empty()) return -1;
+    // Greedy: a linear arg-max, lowest id on ties.
+    return static_cast<int32_t>(argmax(row));
+  }
+  size_t first = 0;
+  if (builtin && params_.top_k > 0 && static_cast<size_t>(params_.top_k) < row.size()) {
+    cand_.reset_top_k(row, static_cast<size_t>(params_.top_k));  // penalties applied: skip them
+    first = 1;
+  } else {
+    cand_.reset(logits);
+  }
+  for (size_t i = first; i < samplers_.size(); ++i) samplers_[i]->apply(cand_, history);
   if (cand_.data().empty()) return -1;
   if (params_.temperature <= 0.0f) {
     cand_.sort();

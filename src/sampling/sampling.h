@@ -27,8 +27,10 @@ class Candidates {
   bool sorted() const { return sorted_; }
   // Sorts by logit, descending (ties: lower id first), once.
   void sort();
-  // Keeps the first n (after sorting).
+  // Keeps the first n (after sorting; a partial sort when n is smaller than the set).
   void truncate(size_t n);
+  // reset(logits) followed by truncate(k), without building the whole set: one pass over the row.
+  void reset_top_k(std::span<const float> logits, size_t k);
   // To be called after changing logits in place.
   void invalidate_order() { sorted_ = false; }
   // Fills p with the softmax of the logits (candidates sorted first).
@@ -79,9 +81,12 @@ struct SamplerParams {
 
 // The chain llama.cpp uses by default: penalties -> top-k -> top-p -> min-p -> temperature ->
 // draw. At temperature <= 0 the result is the arg-max of the penalized logits (lowest id on ties).
+class Penalties;
+
 class SamplerChain {
  public:
   explicit SamplerChain(const SamplerParams& params);
+  ~SamplerChain();
   // Appends a custom sampler before the final draw.
   void add(std::unique_ptr<Sampler> s);
   // Samples the next token from one row of logits.
@@ -91,7 +96,10 @@ class SamplerChain {
  private:
   SamplerParams params_;
   std::vector<std::unique_ptr<Sampler>> samplers_;
+  Penalties* penalties_ = nullptr;  // samplers_[0]
+  size_t n_builtin_ = 0;            // samplers_ before any add()
   Candidates cand_;
+  std::vector<float> row_;  // penalized logits (fast paths)
   Rng rng_;
 };
 

@@ -16,6 +16,76 @@ TEST(Sampling, GreedyIsArgmaxLowestIdOnTies) {
   EXPECT_EQ(chain.sample(logits, {}), 1);
 }
 
+// A sampler that changes nothing: adding it makes the chain take its general path (every
+// candidate built and sorted), which the fast paths (linear arg-max, one-pass top-k) must match.
+class Identity : public Sampler {
+ public:
+  const char* name() const override { return "identity"; }
+  void apply(Candidates&, const History&) override {}
+};
+
+TEST(Sampling, FastPathsMatchTheGeneralPath) {
+  uint64_t x = 12345;
+  auto next = [&] {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint32_t>(x >> 33);
+  };
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty;
+  };
+  const Case cases[] = {
+      {0.0f, 40, 0.95f, 0.05f, 1.0f, 0.0f, 0.0f},  {0.0f, 40, 0.95f, 0.05f, 1.3f, 0.1f, 0.2f},
+      {0.8f, 40, 0.95f, 0.05f, 1.0f, 0.0f, 0.0f},  {0.8f, 40, 0.95f, 0.05f, 1.1f, 0.0f, 0.0f},
+      {1.5f, 5, 1.0f, 0.0f, 1.0f, 0.5f, 0.5f},     {0.7f, 1, 0.9f, 0.1f, 1.0f, 0.0f, 0.0f},
+      {1.0f, 1000, 0.99f, 0.0f, 1.2f, 0.0f, 0.0f}, {1.0f, 0, 0.9f, 0.05f, 1.0f, 0.0f, 0.0f},
+  };
+  for (const Case& c : cases) {
+    SamplerParams p;
+    p.temperature = c.temperature;
+    p.top_k = c.top_k;
+    p.top_p = c.top_p;
+    p.min_p = c.min_p;
+    p.repeat_penalty = c.repeat_penalty;
+    p.frequency_penalty = c.frequency_penalty;
+    p.presence_penalty = c.presence_penalty;
+    p.penalty_last_n = 16;
+    p.seed = 7;
+    SamplerChain fast(p), general(p);
+    general.add(std::make_unique<Identity>());
+    std::vector<int32_t> history = {3, 3, 9, 2000};
+    for (int step = 0; step < 60; ++step) {
+      // Coarse logits (many exact ties) over a 3000-token vocab.
+      std::vector<float> logits(3000);
+      for (auto& l : logits) l = static_cast<float>(next() % 64) * 0.25f - 6.0f;
+      logits[static_cast<size_t>(history.back())] = 9.0f;  // a penalized favourite
+      const int32_t a = fast.sample(logits, {history});
+      const int32_t b = general.sample(logits, {history});
+      ASSERT_EQ(a, b) << "temperature " << c.temperature << " top_k " << c.top_k << " step "
+                      << step;
+      history.push_back(a);
+    }
+  }
+}
+
+TEST(Sampling, TopKSelectionKeepsTheSortedBest) {
+  std::vector<float> logits = {1.0f, 5.0f, 3.0f, 5.0f, -2.0f, 3.0f, 4.0f};
+  Candidates c;
+  c.reset_top_k(logits, 4);
+  ASSERT_EQ(c.data().size(), 4u);
+  EXPECT_TRUE(c.sorted());
+  const int32_t want[] = {1, 3, 6, 2};
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(c.data()[i].id, want[i]);
+  c.reset_top_k(logits, 0);
+  EXPECT_TRUE(c.data().empty());
+  c.reset_top_k(logits, 100);
+  EXPECT_EQ(c.data().size(), logits.size());
+  c.reset(logits);
+  c.truncate(3);
+  EXPECT_EQ(c.data()[2].id, 6);
+}
+
 TEST(Sampling, SameSeedSameDraws) {
   std::vector<float> logits(50);
   for (size_t i = 0; i < logits.size(); ++i) logits[i] = std::sin(static_cast<float>(i));
