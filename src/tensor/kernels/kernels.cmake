@@ -10,10 +10,11 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
                               "-mavx2;-mfma;-mf16c")
   set_source_files_properties(${_kdir}/kernels_avx512.cc PROPERTIES COMPILE_OPTIONS
                               "-mavx2;-mfma;-mf16c;-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni")
-  # GCC 12 warns falsely inside its own avx512fintrin.h about _mm512_undefined_* values.
+  # GCC 12 warns falsely inside its own avx512fintrin.h about _mm512_undefined_* values, and
+  # about the (written before read) stack scratch of the legacy-type matmul.
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-    set_property(SOURCE ${_kdir}/kernels_avx512.cc APPEND PROPERTY COMPILE_OPTIONS
-                 "-Wno-uninitialized;-Wno-maybe-uninitialized")
+    set_property(SOURCE ${_kdir}/kernels_avx2.cc ${_kdir}/kernels_avx512.cc APPEND PROPERTY
+                 COMPILE_OPTIONS "-Wno-uninitialized;-Wno-maybe-uninitialized")
   endif()
 else()
   list(APPEND _ksrc ${_kdir}/kernels_nox86.cc)
