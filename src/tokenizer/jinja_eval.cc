@@ -60,17 +60,176 @@ size_t count_code_points(std::string_view s) {
   return n;
 }
 
-std::string ascii_upper(std::string s) {
-  for (char& c : s) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+// Simple (one code point to one code point) case mappings for Latin-1, Latin Extended-A, Greek
+// and Cyrillic, like Python's str.upper()/lower() there. Other scripts are left unchanged, and
+// so are the special cases Python expands or makes context-dependent (final sigma, U+0130).
+char32_t upper_cp(char32_t c) {
+  if (c >= 'a' && c <= 'z') return c - 32;
+  if (c < 0xB5) return c;
+  if (c == 0xB5) return 0x39C;
+  if (c >= 0xE0 && c <= 0xFE && c != 0xF7) return c - 0x20;
+  if (c == 0xFF) return 0x178;
+  if (c == 0x131) return 'I';
+  if (c == 0x17F) return 'S';
+  if (c == 0x130) return c;
+  if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) return c & ~char32_t{1};
+  if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c % 2 == 0) ? c - 1 : c;
+  if (c < 0x370) return c;
+  if ((c >= 0x370 && c <= 0x373) || c == 0x376 || c == 0x377) return c & ~char32_t{1};
+  if (c >= 0x37B && c <= 0x37D) return c + 0x82;
+  if (c >= 0x3B1 && c <= 0x3CB) return c == 0x3C2 ? 0x3A3 : c - 0x20;
+  if (c == 0x3AC) return 0x386;
+  if (c >= 0x3AD && c <= 0x3AF) return c - 0x25;
+  if (c == 0x3CC) return 0x38C;
+  if (c == 0x3CD || c == 0x3CE) return c - 0x3F;
+  if (c == 0x3D7) return 0x3CF;
+  if (c >= 0x3D8 && c <= 0x3EF) return c & ~char32_t{1};
+  switch (c) {
+    case 0x3D0:
+      return 0x392;
+    case 0x3D1:
+      return 0x398;
+    case 0x3D5:
+      return 0x3A6;
+    case 0x3D6:
+      return 0x3A0;
+    case 0x3F0:
+      return 0x39A;
+    case 0x3F1:
+      return 0x3A1;
+    case 0x3F2:
+      return 0x3F9;
+    case 0x3F3:
+      return 0x37F;
+    case 0x3F5:
+      return 0x395;
+    case 0x3F8:
+      return 0x3F7;
+    case 0x3FB:
+      return 0x3FA;
+    default:
+      break;
   }
-  return s;
+  if (c >= 0x430 && c <= 0x44F) return c - 0x20;
+  if (c >= 0x450 && c <= 0x45F) return c - 0x50;
+  if ((c >= 0x460 && c <= 0x481) || (c >= 0x48A && c <= 0x4BF)) return c & ~char32_t{1};
+  if (c == 0x4CF) return 0x4C0;
+  if (c >= 0x4C1 && c <= 0x4CE) return (c % 2 == 0) ? c - 1 : c;
+  if (c >= 0x4D0 && c <= 0x4FF) return c & ~char32_t{1};
+  return c;
 }
-std::string ascii_lower(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+
+char32_t lower_cp(char32_t c) {
+  if (c >= 'A' && c <= 'Z') return c + 32;
+  if (c < 0xC0) return c;
+  if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 0x20;
+  if (c == 0x130 || c == 0x131) return c;
+  if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) return c | 1;
+  if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c % 2 == 1) ? c + 1 : c;
+  if (c == 0x178) return 0xFF;
+  if (c < 0x370) return c;
+  if ((c >= 0x370 && c <= 0x373) || c == 0x376 || c == 0x377) return c | 1;
+  if (c >= 0x3FD && c <= 0x3FF) return c - 0x82;
+  if (c >= 0x391 && c <= 0x3AB && c != 0x3A2) return c + 0x20;
+  if (c == 0x386) return 0x3AC;
+  if (c >= 0x388 && c <= 0x38A) return c + 0x25;
+  if (c == 0x38C) return 0x3CC;
+  if (c == 0x38E || c == 0x38F) return c + 0x3F;
+  if (c == 0x3CF) return 0x3D7;
+  if (c >= 0x3D8 && c <= 0x3EF) return c | 1;
+  switch (c) {
+    case 0x37F:
+      return 0x3F3;
+    case 0x3F4:
+      return 0x3B8;
+    case 0x3F7:
+      return 0x3F8;
+    case 0x3F9:
+      return 0x3F2;
+    case 0x3FA:
+      return 0x3FB;
+    default:
+      break;
   }
-  return s;
+  if (c >= 0x410 && c <= 0x42F) return c + 0x20;
+  if (c >= 0x400 && c <= 0x40F) return c + 0x50;
+  if ((c >= 0x460 && c <= 0x481) || (c >= 0x48A && c <= 0x4BF)) return c | 1;
+  if (c == 0x4C0) return 0x4CF;
+  if (c >= 0x4C1 && c <= 0x4CE) return (c % 2 == 1) ? c + 1 : c;
+  if (c >= 0x4D0 && c <= 0x4FF) return c | 1;
+  return c;
+}
+
+// Python's "cased": has an upper/lower mapping or is a caseless lowercase letter.
+bool is_cased(char32_t c) {
+  return upper_cp(c) != c || lower_cp(c) != c || c == 0xAA || c == 0xBA || c == 0xDF ||
+         c == 0x130 || c == 0x138 || c == 0x149 || c == 0x390 || c == 0x3B0 || c == 0x37A ||
+         c == 0x3FC || (c >= 0x3D2 && c <= 0x3D4);
+}
+
+void append_upper(std::string& out, char32_t c) {
+  if (c == 0xDF) {
+    out += "SS";  // Python: 'ß'.upper() == 'SS'
+  } else if (c == 0x149) {
+    out += "\xCA\xBCN";  // 'ŉ'.upper() == 'ʼN'
+  } else if (c == 0x390) {
+    out += "\xCE\x99\xCC\x88\xCC\x81";  // 'ΐ'.upper()
+  } else if (c == 0x3B0) {
+    out += "\xCE\xA5\xCC\x88\xCC\x81";  // 'ΰ'.upper()
+  } else {
+    append_utf8(out, upper_cp(c));
+  }
+}
+
+// Title case of one code point (str.title/capitalize): as upper, except ß -> Ss.
+void append_title(std::string& out, char32_t c) {
+  if (c == 0xDF) {
+    out += "Ss";
+  } else {
+    append_upper(out, c);
+  }
+}
+
+std::string py_upper(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    size_t len;
+    char32_t c = decode_utf8(s, i, &len);
+    if (len == 1 && c >= 0x80) {
+      out += s[i];  // invalid byte: unchanged
+    } else {
+      append_upper(out, c);
+    }
+    i += len;
+  }
+  return out;
+}
+
+std::string py_lower(std::string_view s) {
+  std::string out;
+  bool prev_cased = false;
+  for (size_t i = 0; i < s.size();) {
+    size_t len;
+    char32_t c = decode_utf8(s, i, &len);
+    if (len == 1 && c >= 0x80) {
+      out += s[i];
+    } else if (c == 0x130) {
+      out += "i\xCC\x87";  // 'İ'.lower() == 'i̇'
+    } else if (c == 0x3A3) {
+      // Final sigma: after a cased letter and not before one.
+      bool next_cased = false;
+      if (i + len < s.size()) {
+        size_t nlen;
+        next_cased = is_cased(decode_utf8(s, i + len, &nlen));
+      }
+      out += prev_cased && !next_cased ? "\xCF\x82" : "\xCF\x83";
+    } else {
+      append_utf8(out, lower_cp(c));
+    }
+    prev_cased = is_cased(c);
+    i += len;
+  }
+  return out;
 }
 
 // str.strip(chars) with an explicit set of characters.
@@ -778,7 +937,7 @@ class Renderer {
       pts = code_points(obj.as_string());
       n = static_cast<int64_t>(pts.size());
     } else {
-      return err(e, "'", type_name(obj), "' object is not subscriptable");
+      return Value();  // Jinja: subscripting what cannot be subscripted gives undefined
     }
     int64_t step = parts[2];
     auto norm = [&](int64_t v, bool is_given, int64_t dflt) {
@@ -852,8 +1011,8 @@ class Renderer {
           return Value::string(std::string(strip_chars(s, chars->as_string(), l, r)));
         return Value::string(std::string(py_strip(s, l, r)));
       }
-      if (name == "upper") return Value::string(ascii_upper(s));
-      if (name == "lower") return Value::string(ascii_lower(s));
+      if (name == "upper") return Value::string(py_upper(s));
+      if (name == "lower") return Value::string(py_lower(s));
       if (name == "title") return Value::string(py_title(s));
       if (name == "capitalize") return Value::string(capitalize(s));
       if (name == "startswith" || name == "endswith") {
@@ -1019,25 +1178,35 @@ class Renderer {
     return true;
   }
 
+  // Python str.capitalize(): first code point upper, the rest lower.
   static std::string capitalize(const std::string& s) {
-    std::string out = ascii_lower(s);
-    if (!out.empty() && out[0] >= 'a' && out[0] <= 'z') out[0] = static_cast<char>(out[0] - 32);
-    return out;
+    if (s.empty()) return s;
+    size_t len;
+    char32_t c = decode_utf8(s, 0, &len);
+    std::string out;
+    append_title(out, c);
+    return out + py_lower(std::string_view(s).substr(len));
   }
 
-  // Python str.title() (ASCII letters).
+  // Python str.title(): a cased letter after an uncased character is upper, others lower.
   static std::string py_title(const std::string& s) {
-    std::string out = s;
+    std::string out;
     bool prev_cased = false;
-    for (char& c : out) {
-      bool upper = c >= 'A' && c <= 'Z', lower = c >= 'a' && c <= 'z';
-      if (upper || lower) {
-        if (prev_cased && upper) c = static_cast<char>(c + 32);
-        if (!prev_cased && lower) c = static_cast<char>(c - 32);
+    for (size_t i = 0; i < s.size();) {
+      size_t len;
+      char32_t c = decode_utf8(s, i, &len);
+      if (is_cased(c)) {
+        if (prev_cased) {
+          out += py_lower(std::string_view(s).substr(i, len));
+        } else {
+          append_title(out, c);
+        }
         prev_cased = true;
       } else {
+        out.append(s, i, len);
         prev_cased = false;
       }
+      i += len;
     }
     return out;
   }
@@ -1292,7 +1461,7 @@ class Renderer {
       return v.is_array() || v.is_object() || v.is_string() || v.is_undefined();
     if (name == "callable") return v.is_function();
     if (name == "lower" || name == "upper") {
-      return v.is_string() && str_predicate(v.as_string(), name == "lower" ? "islower" : "isupper");
+      return str_predicate(v.to_str(), name == "lower" ? "islower" : "isupper");
     }
     if (name == "odd" || name == "even" || name == "divisibleby") {
       if (!v.is_int() && !v.is_bool()) return make_error("test '", name, "' needs an integer");
@@ -1344,8 +1513,8 @@ class Renderer {
       if (v.is_undefined()) return Value::integer(0);
       return make_error("object of type '", type_name(v), "' has no len()");
     }
-    if (name == "upper") return Value::string(ascii_upper(v.to_str()));
-    if (name == "lower") return Value::string(ascii_lower(v.to_str()));
+    if (name == "upper") return Value::string(py_upper(v.to_str()));
+    if (name == "lower") return Value::string(py_lower(v.to_str()));
     if (name == "capitalize") return Value::string(capitalize(v.to_str()));
     if (name == "title") return Value::string(jinja_title(v.to_str()));
     if (name == "string") return make_string(v.to_str());
@@ -1484,6 +1653,8 @@ class Renderer {
       int64_t p = prec && prec->is_int() ? prec->as_int() : 0;
       if (p < -20 || p > 20) return make_error("round precision out of range");
       std::string m = method ? method->to_str() : "common";
+      // Python round(int, n) stays an int; floor/ceil go through math and give floats.
+      if (m == "common" && (v.is_int() || v.is_bool()) && p >= 0) return Value::integer(v.as_int());
       double scale = std::pow(10.0, static_cast<double>(p));
       double x = v.as_double() * scale;
       if (m == "common")
@@ -1525,7 +1696,7 @@ class Renderer {
           key = k;
         }
         if (key.is_string() && !(cs && cs->truthy()))
-          key = Value::string(ascii_lower(key.as_string()));
+          key = Value::string(py_lower(key.as_string()));
         bool dup = false;
         for (const auto& s : seen) dup = dup || values_equal(s, key);
         if (!dup) {
@@ -1549,7 +1720,7 @@ class Renderer {
           key = k;
         }
         if (key.is_string() && !(cs && cs->truthy()))
-          key = Value::string(ascii_lower(key.as_string()));
+          key = Value::string(py_lower(key.as_string()));
         keyed.emplace_back(key, x);
       }
       Status failure;
@@ -1581,7 +1752,7 @@ class Renderer {
       for (const auto& [k, x] : v.as_object().items) {
         Value key = by_value ? x : Value::string(k);
         if (key.is_string() && !(cs && cs->truthy())) {
-          key = Value::string(ascii_lower(key.as_string()));
+          key = Value::string(py_lower(key.as_string()));
         }
         keyed.emplace_back(key, Value::tuple({Value::string(k), x}));
       }
@@ -1655,22 +1826,25 @@ class Renderer {
     return out;
   }
 
-  // Jinja's title filter: capitalize each word, words split at whitespace and -({[<.
+  // Jinja's title filter: each word (split at whitespace and -({[<) gets its first code point
+  // upper-cased and the rest lower-cased.
   static std::string jinja_title(const std::string& s) {
     std::string out;
     bool word_start = true;
-    for (char c : s) {
-      bool sep = py_isspace(static_cast<unsigned char>(c)) || c == '-' || c == '(' || c == '{' ||
-                 c == '[' || c == '<';
+    for (size_t i = 0; i < s.size();) {
+      size_t len;
+      char32_t c = decode_utf8(s, i, &len);
+      bool sep = py_isspace(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
       if (sep) {
-        out += c;
+        out.append(s, i, len);
         word_start = true;
       } else if (word_start) {
-        out += (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+        append_upper(out, c);
         word_start = false;
       } else {
-        out += (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+        out += py_lower(std::string_view(s).substr(i, len));
       }
+      i += len;
     }
     return out;
   }
