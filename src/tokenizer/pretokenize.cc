@@ -2,6 +2,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <unicode/uchar.h>
 
 #include "tokenizer/unicode.h"
 
@@ -167,7 +168,7 @@ Expected<std::unique_ptr<PreTokenizer>> PreTokenizer::create(
 std::vector<std::string> PreTokenizer::split(std::string_view text) const {
   const std::vector<uint32_t> cpts = utf8_to_cpts(text);
   // The regex subject: valid UTF-8 of the code points (surrogates and values PCRE2 rejects become
-  // U+FFFD; NEL U+0085, which llama.cpp counts as whitespace, becomes a vertical tab).
+  // U+FFFD).
   std::string subject;
   subject.reserve(text.size() + 8);
   std::vector<uint32_t> byte_to_cpt;  // byte offset in subject -> code point index
@@ -176,7 +177,12 @@ std::vector<std::string> PreTokenizer::split(std::string_view text) const {
   for (size_t i = 0; i < cpts.size(); ++i) {
     uint32_t c = cpts[i];
     if ((c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) c = kReplacementChar;
-    if (c == 0x85) c = 0x0B;
+    // llama.cpp matches every non-ASCII whitespace character (White_Space) as a vertical tab
+    // (its collapsed / wregex subjects), so a class such as deepseek's [　-。] never sees U+3000.
+    if (c >= 0x80 && c <= 0x10FFFF &&
+        u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_WHITE_SPACE)) {
+      c = 0x0B;
+    }
     cpt_to_byte[i] = subject.size();
     append_utf8(subject, c);
     while (byte_to_cpt.size() < subject.size()) byte_to_cpt.push_back(static_cast<uint32_t>(i));
