@@ -1,0 +1,489 @@
+// The host side of guest ABI v1 (module "realm") and the WASI subset guests link against. Every
+// guest pointer/length goes through GuestMemory (one overflow-safe bounds check); guest mistakes
+// return REALM_E_* codes (WASI errno values for WASI calls); only exceeded limits trap.
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "sandbox/host_state.h"
+
+namespace realm::sandbox {
+
+namespace {
+
+constexpr int32_t kWasiSuccess = 0;
+constexpr int32_t kWasiBadf = 8;
+constexpr int32_t kWasiFault = 21;
+constexpr int32_t kWasiInval = 28;
+
+// Largest inputs host imports accept: they bound the host's own work (termination only lands in
+// wasm code).
+constexpr uint64_t kMaxTextBytes = uint64_t{4} << 20;  // tokenize / chat_template input
+constexpr int32_t kMaxDecodeTokens = 1 << 20;          // one decode call
+constexpr uint64_t kMaxLogLine = 4096;                 // one log line
+
+InstanceState& state(HostCallContext& ctx) {
+  return *static_cast<InstanceState*>(ctx.user());
+}
+
+Val ok_i32(int32_t v) {
+  return Val::make_i32(v);
+}
+
+// Writes a sized output: returns the needed size, writing only when it fits.
+int32_t write_sized(HostCallContext& ctx, int32_t buf_ptr, int32_t buf_cap, std::string_view data) {
+  if (buf_cap < 0) return REALM_E_INVALID;
+  if (data.size() > static_cast<size_t>(INT32_MAX)) return REALM_E_LIMIT;
+  const auto need = static_cast<int32_t>(data.size());
+  if (need > buf_cap) return need;
+  auto span = ctx.memory().span(guest_u32(buf_ptr), data.size());
+  if (!span) return REALM_E_BOUNDS;
+  if (!data.empty()) std::memcpy(span->data(), data.data(), data.size());
+  return need;
+}
+
+const HostModel* find_model(InstanceState& st, int32_t handle) {
+  auto* m = st.models.find(handle);
+  return m ? m->get() : nullptr;
+}
+
+void set_limit(Request& req, RequestError kind, std::string message) {
+  if (req.limit_error == RequestError::NONE) {
+    req.limit_error = kind;
+    req.limit_message = std::move(message);
+  }
+}
+
+// ---- realm.* ------------------------------------------------------------------------------
+
+HostResult model_open(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  auto name = ctx.memory().string(guest_u32(a[0].i32), guest_u32(a[1].i32));
+  if (!name) return ok_i32(REALM_E_BOUNDS);
+  if (name->empty() || name->size() > 256) return ok_i32(REALM_E_INVALID);
+  if (!st.tenant->record.may_use(*name)) return ok_i32(REALM_E_DENIED);
+  auto m = find_host_model(st.sandbox, *name);
+  if (!m) return ok_i32(REALM_E_INVALID);
+  const int32_t h = st.models.insert(std::move(m));
+  return ok_i32(h > 0 ? h : REALM_E_LIMIT);
+}
+
+HostResult model_info(HostCallContext& ctx, std::span<const Val> a) {
+  const HostModel* m = find_model(state(ctx), a[0].i32);
+  if (!m) return ok_i32(REALM_E_HANDLE);
+  return ok_i32(write_sized(ctx, a[1].i32, a[2].i32, m->info_json));
+}
+
+HostResult tokenize(HostCallContext& ctx, std::span<const Val> a) {
+  const HostModel* m = find_model(state(ctx), a[0].i32);
+  if (!m) return ok_i32(REALM_E_HANDLE);
+  const int32_t flags = a[3].i32, out_ptr = a[4].i32, out_cap = a[5].i32;
+  if ((flags & ~3) != 0 || out_cap < 0) return ok_i32(REALM_E_INVALID);
+  GuestMemory mem = ctx.memory();
+  auto text = mem.string(guest_u32(a[1].i32), guest_u32(a[2].i32));
+  if (!text) return ok_i32(REALM_E_BOUNDS);
+  if (text->size() > kMaxTextBytes) return ok_i32(REALM_E_LIMIT);
+  // The output range is checked before the work, so a bad pointer costs nothing.
+  auto out = mem.array(guest_u32(out_ptr), guest_u32(out_cap), sizeof(int32_t));
+  if (!out) return ok_i32(REALM_E_BOUNDS);
+  std::vector<int32_t> ids = m->tokenizer->encode(*text, flags & 1, flags & 2);
+  if (ids.size() > static_cast<size_t>(INT32_MAX)) return ok_i32(REALM_E_LIMIT);
+  const auto n = static_cast<int32_t>(ids.size());
+  if (n <= out_cap && n > 0) std::memcpy(out->data(), ids.data(), ids.size() * sizeof(int32_t));
+  return ok_i32(n);
+}
+
+HostResult token_piece(HostCallContext& ctx, std::span<const Val> a) {
+  const HostModel* m = find_model(state(ctx), a[0].i32);
+  if (!m) return ok_i32(REALM_E_HANDLE);
+  const int32_t id = a[1].i32;
+  if (!m->tokenizer->vocab().valid(id)) return ok_i32(REALM_E_INVALID);
+  return ok_i32(write_sized(ctx, a[2].i32, a[3].i32, m->tokenizer->token_to_piece(id, false)));
+}
+
+HostResult chat_template(HostCallContext& ctx, std::span<const Val> a) {
+  const HostModel* m = find_model(state(ctx), a[0].i32);
+  if (!m) return ok_i32(REALM_E_HANDLE);
+  auto msgs = ctx.memory().string(guest_u32(a[1].i32), guest_u32(a[2].i32));
+  if (!msgs) return ok_i32(REALM_E_BOUNDS);
+  if (msgs->size() > kMaxTextBytes) return ok_i32(REALM_E_LIMIT);
+  if (a[3].i32 != 0 && a[3].i32 != 1) return ok_i32(REALM_E_INVALID);
+  if (!ctx.memory().span(guest_u32(a[4].i32), 0) || a[5].i32 < 0) return ok_i32(REALM_E_BOUNDS);
+  if (!m->chat) return ok_i32(REALM_E_INTERNAL);
+  chat::ChatInputs in;
+  auto messages = chat::messages_from_json_text(*msgs, &in.extra);
+  if (!messages) return ok_i32(REALM_E_INVALID);
+  in.messages = std::move(*messages);
+  in.add_generation_prompt = a[3].i32 == 1;
+  in.bos_token = m->chat->bos_token;
+  in.eos_token = m->chat->eos_token;
+  jinja::Limits lim;
+  lim.max_output_bytes = kMaxTextBytes;
+  auto text = chat::render_chat(m->chat->source, in, lim);
+  if (!text) return ok_i32(REALM_E_INVALID);
+  return ok_i32(write_sized(ctx, a[4].i32, a[5].i32, *text));
+}
+
+HostResult session_open(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  if (!st.request) return ok_i32(REALM_E_STATE);
+  auto* mp = st.models.find(a[0].i32);
+  if (!mp) return ok_i32(REALM_E_HANDLE);
+  const auto& m = *mp;
+  const int64_t train = m->model->hparams().n_ctx_train;
+  int64_t n_ctx = a[1].i32;
+  if (n_ctx < 0) return ok_i32(REALM_E_INVALID);
+  if (n_ctx == 0) n_ctx = std::min<int64_t>(train > 0 ? train : 4096, 4096);
+  if (n_ctx > st.limits->max_session_ctx(st.tenant->record)) return ok_i32(REALM_E_LIMIT);
+  if (!st.limits->acquire_session(st.tenant->record)) return ok_i32(REALM_E_LIMIT);
+  OpenSession os;
+  os.model = m;
+  os.session = m->engine->open_session(n_ctx, kv_type(st.sandbox));
+  const int32_t h = st.request->sessions.insert(std::move(os));
+  if (h <= 0) {
+    st.limits->release_session(st.tenant->record);
+    return ok_i32(REALM_E_LIMIT);
+  }
+  return ok_i32(h);
+}
+
+HostResult session_close(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  if (!st.request) return ok_i32(REALM_E_STATE);
+  if (!st.request->sessions.erase(a[0].i32)) return ok_i32(REALM_E_HANDLE);
+  st.limits->release_session(st.tenant->record);
+  return ok_i32(REALM_OK);
+}
+
+HostResult session_truncate(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  if (!st.request) return ok_i32(REALM_E_STATE);
+  OpenSession* s = st.request->sessions.find(a[0].i32);
+  if (!s) return ok_i32(REALM_E_HANDLE);
+  if (a[1].i32 < 0 || a[1].i32 > s->session->size()) return ok_i32(REALM_E_INVALID);
+  s->session->truncate(a[1].i32);
+  return ok_i32(REALM_OK);
+}
+
+HostResult decode(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  Request* req = st.request;
+  if (!req) return ok_i32(REALM_E_STATE);
+  OpenSession* s = req->sessions.find(a[0].i32);
+  if (!s) return ok_i32(REALM_E_HANDLE);
+  if (req->cancelled()) return ok_i32(REALM_E_CANCELLED);
+  const int32_t n_tokens = a[2].i32, logits_cap = a[4].i32;
+  if (n_tokens <= 0 || n_tokens > kMaxDecodeTokens || logits_cap < 0) {
+    return ok_i32(REALM_E_INVALID);
+  }
+  const int32_t n_vocab = s->model->n_vocab;
+  GuestMemory mem = ctx.memory();
+  auto toks = mem.array(guest_u32(a[1].i32), guest_u32(n_tokens), sizeof(int32_t));
+  if (!toks) return ok_i32(REALM_E_BOUNDS);
+  if (logits_cap < n_vocab) return ok_i32(REALM_E_NOSPACE);
+  auto out = mem.array(guest_u32(a[3].i32), static_cast<uint64_t>(n_vocab), sizeof(float));
+  if (!out) return ok_i32(REALM_E_BOUNDS);
+  std::vector<int32_t> ids(static_cast<size_t>(n_tokens));
+  std::memcpy(ids.data(), toks->data(), ids.size() * sizeof(int32_t));
+  for (int32_t id : ids) {
+    if (id < 0 || id >= n_vocab) return ok_i32(REALM_E_INVALID);
+  }
+  if (s->session->size() + n_tokens > s->session->n_ctx()) return ok_i32(REALM_E_LIMIT);
+  if (req->tokens_used + n_tokens > req->token_budget) {
+    set_limit(*req, RequestError::TOKEN_LIMIT,
+              "decoding " + std::to_string(n_tokens) +
+                  " more tokens would exceed the request's "
+                  "budget of " +
+                  std::to_string(req->token_budget) + " (" + std::to_string(req->tokens_used) +
+                  " used)");
+    return ok_i32(REALM_E_LIMIT);
+  }
+  req->tokens_used += n_tokens;
+  // Long steps go in chunks, checking the cancel flag in between.
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t chunk = decode_chunk(st.sandbox);
+  std::vector<float> logits;
+  for (int64_t done = 0; done < n_tokens;) {
+    if (req->cancelled()) {
+      req->decode_ms +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      return ok_i32(REALM_E_CANCELLED);
+    }
+    const int64_t n = std::min<int64_t>(chunk, n_tokens - done);
+    std::vector<int32_t> part(ids.begin() + done, ids.begin() + done + n);
+    auto r = s->model->engine->decode(*s->session, std::move(part));
+    if (!r) {
+      req->decode_ms +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      return ok_i32(REALM_E_INTERNAL);
+    }
+    done += n;
+    if (done == n_tokens) logits = std::move(r->logits);
+  }
+  req->decode_ms +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (logits.size() != static_cast<size_t>(n_vocab)) return ok_i32(REALM_E_INTERNAL);
+  std::memcpy(out->data(), logits.data(), logits.size() * sizeof(float));
+  return ok_i32(n_vocab);
+}
+
+HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  Request* req = st.request;
+  if (!req) return ok_i32(REALM_E_STATE);
+  const int32_t kind = a[0].i32;
+  if (kind != 1 && kind != 2) return ok_i32(REALM_E_INVALID);
+  const uint64_t len = guest_u32(a[2].i32);
+  auto text = ctx.memory().string(guest_u32(a[1].i32), len);
+  if (!text) return ok_i32(REALM_E_BOUNDS);
+  if (req->limit_error == RequestError::OUTPUT_LIMIT) {
+    // Told once with REALM_E_LIMIT and still emitting: stop it.
+    st.host_trap_kind = RequestError::OUTPUT_LIMIT;
+    return make_error("output limit exceeded: the guest kept emitting after REALM_E_LIMIT (",
+                      req->output_bytes, " bytes emitted, limit ", req->max_output, ")");
+  }
+  if (len > req->max_event || req->output_bytes + len > req->max_output) {
+    set_limit(*req, RequestError::OUTPUT_LIMIT,
+              "an event of " + std::to_string(len) + " bytes after " +
+                  std::to_string(req->output_bytes) + " bytes exceeds the limits (" +
+                  std::to_string(req->max_event) + " bytes per event, " +
+                  std::to_string(req->max_output) + " per request)");
+    return ok_i32(REALM_E_LIMIT);
+  }
+  if (kind == 2 && req->final_emitted) return ok_i32(REALM_E_STATE);
+  if (!nlohmann::json::accept(*text)) return ok_i32(REALM_E_INVALID);
+  req->output_bytes += len;
+  if (kind == 2) {
+    req->final_emitted = true;
+    req->final_json.assign(*text);
+  } else {
+    ++req->n_events;
+  }
+  if (req->cancelled()) return ok_i32(1);
+  if (*req->on_event && !(*req->on_event)(kind, *text)) {
+    req->client_gone = true;
+    return ok_i32(1);
+  }
+  return ok_i32(0);
+}
+
+// Log text from `log` or fd_write, bounded per request (or per instance outside requests).
+void guest_log(InstanceState& st, int level, std::string_view text) {
+  uint64_t& used = st.request ? st.request->log_bytes : st.idle_log_bytes;
+  const uint64_t cap = st.limits->max_log_bytes(st.tenant->record);
+  if (used >= cap) return;
+  text = text.substr(0, std::min<uint64_t>({text.size(), cap - used, kMaxLogLine}));
+  used += text.size();
+  tenant_log(st.sandbox, st.tenant->record.id, level, text);
+}
+
+HostResult log(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  auto text = ctx.memory().string(guest_u32(a[1].i32), guest_u32(a[2].i32));
+  if (text) guest_log(st, std::clamp(a[0].i32, 0, 3), *text);
+  return Val{};
+}
+
+HostResult clock_ms(HostCallContext&, std::span<const Val>) {
+  return Val::make_f64(
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+// ---- wasi_snapshot_preview1 -----------------------------------------------------------------
+
+HostResult fd_write(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  const int32_t fd = a[0].i32;
+  const uint64_t iovs = guest_u32(a[1].i32), n_iovs = guest_u32(a[2].i32);
+  if (fd != 1 && fd != 2) return ok_i32(kWasiBadf);
+  if (n_iovs > 1024) return ok_i32(kWasiInval);
+  GuestMemory mem = ctx.memory();
+  if (!mem.array(iovs, n_iovs, 8)) return ok_i32(kWasiFault);
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < n_iovs; ++i) {
+    const uint32_t ptr = *mem.load<uint32_t>(iovs + 8 * i);
+    const uint32_t len = *mem.load<uint32_t>(iovs + 8 * i + 4);
+    auto text = mem.string(ptr, len);
+    if (!text) return ok_i32(kWasiFault);
+    guest_log(st, fd == 2 ? 2 : 1, *text);
+    total += len;
+  }
+  if (total > UINT32_MAX) return ok_i32(kWasiInval);
+  if (!mem.store<uint32_t>(guest_u32(a[3].i32), static_cast<uint32_t>(total))) {
+    return ok_i32(kWasiFault);
+  }
+  return ok_i32(kWasiSuccess);
+}
+
+HostResult proc_exit(HostCallContext& ctx, std::span<const Val> a) {
+  state(ctx).host_trap_kind = RequestError::PROC_EXIT;
+  return make_error("the guest called proc_exit(", a[0].i32, ")");
+}
+
+HostResult sizes_get(HostCallContext& ctx, std::span<const Val> a) {
+  GuestMemory mem = ctx.memory();
+  if (!mem.store<uint32_t>(guest_u32(a[0].i32), 0) ||
+      !mem.store<uint32_t>(guest_u32(a[1].i32), 0)) {
+    return ok_i32(kWasiFault);
+  }
+  return ok_i32(kWasiSuccess);
+}
+
+HostResult empty_get(HostCallContext&, std::span<const Val>) {
+  return ok_i32(kWasiSuccess);
+}
+
+HostResult clock_time_get(HostCallContext& ctx, std::span<const Val> a) {
+  const int32_t id = a[0].i32;
+  uint64_t ns;
+  if (id == 0) {
+    ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+  } else if (id >= 1 && id <= 3) {
+    ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+  } else {
+    return ok_i32(kWasiInval);
+  }
+  if (!ctx.memory().store<uint64_t>(guest_u32(a[2].i32), ns)) return ok_i32(kWasiFault);
+  return ok_i32(kWasiSuccess);
+}
+
+HostResult random_get(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  auto buf = ctx.memory().span(guest_u32(a[0].i32), guest_u32(a[1].i32));
+  if (!buf) return ok_i32(kWasiFault);
+  if (buf->size() > (uint64_t{1} << 20)) return ok_i32(kWasiInval);
+  for (size_t i = 0; i < buf->size(); i += 8) {
+    const uint64_t r = st.rng();
+    std::memcpy(buf->data() + i, &r, std::min<size_t>(8, buf->size() - i));
+  }
+  return ok_i32(kWasiSuccess);
+}
+
+HostResult badf(HostCallContext&, std::span<const Val>) {
+  return ok_i32(kWasiBadf);
+}
+
+HostResult sched_yield(HostCallContext&, std::span<const Val>) {
+  return ok_i32(kWasiSuccess);
+}
+
+}  // namespace
+
+std::vector<HostImport> make_host_imports() {
+  using V = ValType;
+  const V i32 = V::I32, i64 = V::I64, f64 = V::F64;
+  auto fn = [](std::vector<V> p, std::vector<V> r) { return FuncType{std::move(p), std::move(r)}; };
+  std::vector<HostImport> t = {
+      {"realm", "model_open", fn({i32, i32}, {i32}), model_open},
+      {"realm", "model_info", fn({i32, i32, i32}, {i32}), model_info},
+      {"realm", "tokenize", fn({i32, i32, i32, i32, i32, i32}, {i32}), tokenize},
+      {"realm", "token_piece", fn({i32, i32, i32, i32}, {i32}), token_piece},
+      {"realm", "chat_template", fn({i32, i32, i32, i32, i32, i32}, {i32}), chat_template},
+      {"realm", "session_open", fn({i32, i32}, {i32}), session_open},
+      {"realm", "session_close", fn({i32}, {i32}), session_close},
+      {"realm", "session_truncate", fn({i32, i32}, {i32}), session_truncate},
+      {"realm", "decode", fn({i32, i32, i32, i32, i32}, {i32}), decode},
+      {"realm", "emit", fn({i32, i32, i32}, {i32}), emit},
+      {"realm", "log", fn({i32, i32, i32}, {}), log},
+      {"realm", "clock_ms", fn({}, {f64}), clock_ms},
+  };
+  const std::string w = "wasi_snapshot_preview1";
+  t.push_back({w, "fd_write", fn({i32, i32, i32, i32}, {i32}), fd_write});
+  t.push_back({w, "proc_exit", fn({i32}, {}), proc_exit});
+  t.push_back({w, "environ_sizes_get", fn({i32, i32}, {i32}), sizes_get});
+  t.push_back({w, "environ_get", fn({i32, i32}, {i32}), empty_get});
+  t.push_back({w, "args_sizes_get", fn({i32, i32}, {i32}), sizes_get});
+  t.push_back({w, "args_get", fn({i32, i32}, {i32}), empty_get});
+  t.push_back({w, "clock_time_get", fn({i32, i64, i32}, {i32}), clock_time_get});
+  t.push_back({w, "random_get", fn({i32, i32}, {i32}), random_get});
+  t.push_back({w, "fd_close", fn({i32}, {i32}), badf});
+  t.push_back({w, "fd_seek", fn({i32, i64, i32, i32}, {i32}), badf});
+  t.push_back({w, "fd_fdstat_get", fn({i32, i32}, {i32}), badf});
+  t.push_back({w, "fd_read", fn({i32, i32, i32, i32}, {i32}), badf});
+  t.push_back({w, "fd_prestat_get", fn({i32, i32}, {i32}), badf});
+  t.push_back({w, "fd_prestat_dir_name", fn({i32, i32, i32}, {i32}), badf});
+  t.push_back({w, "sched_yield", fn({}, {i32}), sched_yield});
+  return t;
+}
+
+// ---- HostModel / InstanceState --------------------------------------------------------------
+
+Expected<std::shared_ptr<HostModel>> HostModel::create(std::string name,
+                                                       std::shared_ptr<const model::Model> model,
+                                                       engine::EngineOptions engine_options) {
+  if (!model) return make_error("model '", name, "' is null");
+  auto tokenizer = tok::Tokenizer::from_gguf(model->file());
+  if (!tokenizer) return make_error("model '", name, "': ", tokenizer.error().message);
+  auto hm = std::make_shared<HostModel>();
+  hm->name = std::move(name);
+  hm->tokenizer = std::make_unique<tok::Tokenizer>(std::move(*tokenizer));
+  auto tmpl = chat::chat_template_from_gguf(model->file());
+  if (tmpl) {
+    hm->chat = std::move(*tmpl);
+  } else {
+    hm->chat_error = tmpl.error().message;
+  }
+  const auto& hp = model->hparams();
+  const auto& vocab = hm->tokenizer->vocab();
+  hm->n_vocab = static_cast<int32_t>(hp.n_vocab);
+  nlohmann::ordered_json j;
+  j["n_vocab"] = hp.n_vocab;
+  j["n_ctx_train"] = hp.n_ctx_train;
+  j["bos"] = vocab.bos();
+  j["eos"] = vocab.eos();
+  j["eog"] = vocab.eog_ids();
+  j["add_bos"] = vocab.add_bos();
+  j["add_eos"] = vocab.add_eos();
+  j["name"] = hm->name;
+  hm->info_json = j.dump();
+  hm->engine = std::make_unique<engine::Engine>(model, engine_options);
+  hm->model = std::move(model);
+  return hm;
+}
+
+InstanceState::~InstanceState() {
+  end_request();
+}
+
+void InstanceState::begin_request(Request* r) {
+  request = r;
+  host_trap_kind = RequestError::NONE;
+}
+
+void InstanceState::end_request() {
+  if (!request) return;
+  request->sessions.for_each([&](OpenSession&) { limits->release_session(tenant->record); });
+  request->sessions.clear();
+  request = nullptr;
+}
+
+bool InstanceState::memory_at_cap() const {
+  if (!wasm) return false;
+  const uint64_t size = wasm->memory().size();
+  const uint64_t cap = wasm->memory_max_bytes();
+  return size + (uint64_t{1} << 20) >= cap;
+}
+
+std::string InstanceState::last_error(int32_t handle) {
+  const auto limit = limits->call_time(tenant->record);
+  constexpr int32_t kCap = 4096;
+  CallResult a = wasm->call("realm_alloc", std::vector<Val>{Val::make_i32(kCap)}, limit);
+  if (!a.ok() || !a.value || a.value->i32 == 0) return "";
+  const int32_t buf = a.value->i32;
+  CallResult e = wasm->call(
+      "realm_last_error",
+      std::vector<Val>{Val::make_i32(handle), Val::make_i32(buf), Val::make_i32(kCap)}, limit);
+  std::string out;
+  if (e.ok() && e.value && e.value->i32 > 0 && e.value->i32 <= kCap) {
+    if (auto s = wasm->memory().string(guest_u32(buf), guest_u32(e.value->i32))) out.assign(*s);
+  }
+  (void)wasm->call("realm_free", std::vector<Val>{Val::make_i32(buf)}, limit);
+  return out;
+}
+
+}  // namespace realm::sandbox

@@ -1,0 +1,177 @@
+// Internal to the sandbox: the host-side state behind one guest instance and one request, the
+// shared host models, and the host import table (host_imports.cc). Not included by other layers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/engine.h"
+#include "sandbox/sandbox.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace realm::sandbox {
+
+// Status codes of guest ABI v1 (docs/abi.md).
+inline constexpr int32_t REALM_OK = 0;
+inline constexpr int32_t REALM_E_INVALID = -1;
+inline constexpr int32_t REALM_E_BOUNDS = -2;
+inline constexpr int32_t REALM_E_HANDLE = -3;
+inline constexpr int32_t REALM_E_DENIED = -4;
+inline constexpr int32_t REALM_E_LIMIT = -5;
+inline constexpr int32_t REALM_E_NOSPACE = -6;
+inline constexpr int32_t REALM_E_STATE = -7;
+inline constexpr int32_t REALM_E_INTERNAL = -8;
+inline constexpr int32_t REALM_E_CANCELLED = -9;
+
+// A model shared by every tenant: weights, tokenizer, chat template and one batching engine.
+struct HostModel {
+  std::string name;
+  std::shared_ptr<const model::Model> model;
+  std::unique_ptr<tok::Tokenizer> tokenizer;
+  std::unique_ptr<engine::Engine> engine;
+  std::optional<chat::ModelChatTemplate> chat;  // absent when the file's template is unreadable
+  std::string chat_error;
+  std::string info_json;
+  int32_t n_vocab = 0;
+
+  static Expected<std::shared_ptr<HostModel>> create(std::string name,
+                                                     std::shared_ptr<const model::Model> model,
+                                                     engine::EngineOptions engine_options);
+};
+
+struct Tenant {
+  TenantRecord record;
+  std::shared_ptr<const WasmModule> module;
+  uint64_t generation = 0;  // changes when the tenant is replaced: cached instances are dropped
+};
+
+// Host-side handles: a slot index (+1) in bits 0..15 and the slot's generation in bits 16..30, so
+// a handle is > 0 and a stale or forged one finds nothing.
+template <class T>
+class HostHandles {
+ public:
+  int32_t insert(T value) {
+    uint32_t index;
+    if (!free_.empty()) {
+      index = free_.back();
+      free_.pop_back();
+    } else {
+      if (slots_.size() >= 0xFFFF) return 0;
+      index = static_cast<uint32_t>(slots_.size());
+      slots_.push_back({});
+    }
+    Slot& s = slots_[index];
+    s.value = std::move(value);
+    s.live = true;
+    return static_cast<int32_t>((s.generation & 0x7FFF) << 16 | (index + 1));
+  }
+  T* find(int32_t handle) {
+    if (handle <= 0) return nullptr;
+    const uint32_t index = (static_cast<uint32_t>(handle) & 0xFFFF) - 1;
+    const uint32_t gen = static_cast<uint32_t>(handle) >> 16;
+    if (index >= slots_.size()) return nullptr;
+    Slot& s = slots_[index];
+    if (!s.live || (s.generation & 0x7FFF) != gen) return nullptr;
+    return &*s.value;
+  }
+  bool erase(int32_t handle) {
+    if (!find(handle)) return false;
+    const uint32_t index = (static_cast<uint32_t>(handle) & 0xFFFF) - 1;
+    Slot& s = slots_[index];
+    s.value.reset();
+    s.live = false;
+    ++s.generation;
+    free_.push_back(index);
+    return true;
+  }
+  template <class F>
+  void for_each(F&& f) {
+    for (auto& s : slots_) {
+      if (s.live) f(*s.value);
+    }
+  }
+  void clear() {
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].live) {
+        slots_[i].value.reset();
+        slots_[i].live = false;
+        ++slots_[i].generation;
+        free_.push_back(i);
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    std::optional<T> value;
+    uint32_t generation = 1;
+    bool live = false;
+  };
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_;
+};
+
+struct OpenSession {
+  std::shared_ptr<const HostModel> model;
+  std::unique_ptr<engine::Session> session;
+};
+
+// One request in flight in an instance.
+struct Request {
+  const EventCallback* on_event = nullptr;
+  std::shared_ptr<std::atomic<bool>> cancel;
+  bool client_gone = false;
+  int64_t token_budget = 0, tokens_used = 0;
+  uint64_t max_output = 0, max_event = 0, max_log = 0;
+  uint64_t output_bytes = 0, log_bytes = 0, n_events = 0;
+  bool final_emitted = false;
+  std::string final_json;
+  double decode_ms = 0;
+  // The first limit hit during the request: the request's error, whatever the guest returns.
+  RequestError limit_error = RequestError::NONE;
+  std::string limit_message;
+  HostHandles<OpenSession> sessions;
+
+  bool cancelled() const { return client_gone || (cancel && cancel->load()); }
+};
+
+// Everything a host import needs for one instance (the instance's `user` pointer).
+struct InstanceState {
+  Sandbox::Impl* sandbox = nullptr;
+  std::shared_ptr<const Tenant> tenant;
+  Limits* limits = nullptr;
+  std::unique_ptr<WasmInstance> wasm;
+  int32_t guest_handle = 0;
+  HostHandles<std::shared_ptr<const HostModel>> models;
+  Request* request = nullptr;
+  uint64_t idle_log_bytes = 0;  // log bytes outside requests (instance creation)
+  // Set by a host function that traps the guest (an exceeded limit, proc_exit).
+  RequestError host_trap_kind = RequestError::NONE;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  ~InstanceState();
+  void begin_request(Request* r);
+  // Closes the request's sessions (returning their slots to the limits).
+  void end_request();
+  // Whether the guest memory has (nearly) reached its cap.
+  bool memory_at_cap() const;
+  // The guest's realm_last_error(handle) text ("" when unavailable); bounded.
+  std::string last_error(int32_t handle);
+};
+
+std::vector<HostImport> make_host_imports();
+
+// Hooks into the sandbox (sandbox.cc).
+std::shared_ptr<const HostModel> find_host_model(Sandbox::Impl* impl, std::string_view name);
+void tenant_log(Sandbox::Impl* impl, const std::string& tenant, int level, std::string_view text);
+int64_t decode_chunk(Sandbox::Impl* impl);
+model::KvType kv_type(Sandbox::Impl* impl);
+
+}  // namespace realm::sandbox

@@ -1,0 +1,364 @@
+// The sandbox end to end: real guest modules (src/sandbox/testdata/*.c, built by the test suite
+// with realm_add_wasm_module) over the real stories260K model. Every hostile guest must end with
+// its own clear error, the process must survive, and a normal request right after must succeed.
+#include "sandbox/sandbox.h"
+
+#include <gtest/gtest.h>
+
+#include <barrier>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace realm::sandbox {
+namespace {
+
+const std::string kGuestDir = REALM_GUEST_DIR;
+
+std::string shared_path(const std::string& rel) {
+  const char* env = std::getenv("REALM_SHARED_DIR");
+  return std::string(env ? env : REALM_SHARED_DIR) + "/" + rel;
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+}
+
+nlohmann::json reference() {
+  std::ifstream in(shared_path("models/reference/stories260K.json"));
+  return nlohmann::json::parse(in);
+}
+
+// One sandbox (one worker: every request reuses the same isolate, so a hostile guest that broke
+// it would break the next test) shared by the tests of this file.
+class SandboxTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    SandboxOptions o;
+    o.n_workers = 1;
+    o.log = [](const std::string&, int, std::string_view) {};
+    auto sb = Sandbox::create(o);
+    ASSERT_TRUE(sb) << sb.error().message;
+    sandbox_ = std::move(*sb).release();
+    auto model = model::Model::load(shared_path("models/stories260K.gguf"));
+    ASSERT_TRUE(model) << model.error().message;
+    ASSERT_TRUE(sandbox_->add_model("stories", *model, {1, 512}));
+    add("normal");
+  }
+  static void TearDownTestSuite() {
+    delete sandbox_;
+    sandbox_ = nullptr;
+  }
+
+  static std::string module_path(const std::string& name) {
+    return kGuestDir + "/sbx_" + name + ".wasm";
+  }
+
+  // Adds tenant `name` running testdata/<name>.c with a short time limit.
+  static void add(const std::string& name, TenantLimits limits = short_limits()) {
+    auto m = sandbox_->load_module(module_path(name));
+    ASSERT_TRUE(m) << m.error().message;
+    TenantRecord rec{name, {"stories"}, limits};
+    ASSERT_TRUE(sandbox_->add_tenant(rec, *m));
+  }
+  static TenantLimits short_limits() {
+    TenantLimits l;
+    l.call_time = std::chrono::milliseconds(300);
+    l.token_budget = 2048;
+    return l;
+  }
+
+  static std::string normal_request(int max_tokens = 16) {
+    return R"({"model":"stories","prompt":"Once upon a time","max_tokens":)" +
+           std::to_string(max_tokens) + "}";
+  }
+
+  // A normal request succeeds and gives llama.cpp's greedy ids.
+  static void expect_normal_ok() {
+    std::vector<int32_t> ids;
+    auto r = sandbox_->run_request("normal", normal_request(16), [&](int kind, std::string_view j) {
+      if (kind == 1) ids.push_back(nlohmann::json::parse(j)["id"].get<int32_t>());
+      return true;
+    });
+    ASSERT_TRUE(r.ok()) << r.message;
+    auto want = reference()["prompts"][0]["continuation_token_ids"].get<std::vector<int32_t>>();
+    want.resize(16);
+    EXPECT_EQ(ids, want);
+    auto fin = nlohmann::json::parse(r.final_json);
+    EXPECT_EQ(fin["completion_tokens"], 16);
+    EXPECT_EQ(fin["prompt_tokens"], 5);
+  }
+
+  // Runs the hostile tenant and checks its error; then a normal request must succeed.
+  static RequestResult expect_hostile(const std::string& name, RequestError want,
+                                      const std::string& message_part) {
+    auto r = sandbox_->run_request(name, normal_request(), nullptr);
+    EXPECT_EQ(r.error, want) << request_error_name(r.error) << ": " << r.message;
+    EXPECT_NE(r.message.find(message_part), std::string::npos) << r.message;
+    expect_normal_ok();
+    return r;
+  }
+
+  static Sandbox* sandbox_;
+};
+Sandbox* SandboxTest::sandbox_ = nullptr;
+
+TEST_F(SandboxTest, NormalRequestMatchesLlamaCpp) {
+  expect_normal_ok();
+  // The instance is cached: a second request does not create another one.
+  const uint64_t before = sandbox_->instances_created();
+  expect_normal_ok();
+  EXPECT_EQ(sandbox_->instances_created(), before);
+}
+
+TEST_F(SandboxTest, InfiniteLoopInInitialize) {
+  add("loop_init");
+  auto r = expect_hostile("loop_init", RequestError::TIMEOUT, "in _initialize");
+  EXPECT_TRUE(r.instance_discarded);
+}
+
+TEST_F(SandboxTest, InfiniteLoopInNew) {
+  add("loop_new");
+  expect_hostile("loop_new", RequestError::TIMEOUT, "in realm_new");
+}
+
+TEST_F(SandboxTest, InfiniteLoopInGenerate) {
+  add("loop_generate");
+  auto r = expect_hostile("loop_generate", RequestError::TIMEOUT, "in realm_generate");
+  EXPECT_TRUE(r.instance_discarded);
+  // The instance is recreated on the next request (and times out again).
+  auto again = sandbox_->run_request("loop_generate", normal_request(), nullptr);
+  EXPECT_TRUE(again.instance_created);
+  EXPECT_EQ(again.error, RequestError::TIMEOUT);
+}
+
+TEST_F(SandboxTest, MemoryBomb) {
+  add("memory_bomb", [] {
+    TenantLimits l = short_limits();
+    l.call_time = std::chrono::milliseconds(5000);
+    return l;
+  }());
+  expect_hostile("memory_bomb", RequestError::MEMORY_LIMIT, "memory limit reached (64 MiB)");
+}
+
+TEST_F(SandboxTest, OutOfBoundsAccess) {
+  add("out_of_bounds");
+  expect_hostile("out_of_bounds", RequestError::TRAP, "memory access out of bounds");
+}
+
+TEST_F(SandboxTest, Unreachable) {
+  add("unreachable");
+  expect_hostile("unreachable", RequestError::TRAP, "unreachable");
+}
+
+TEST_F(SandboxTest, DeepRecursion) {
+  add("deep_recursion");
+  expect_hostile("deep_recursion", RequestError::STACK_OVERFLOW, "Maximum call stack size");
+}
+
+void expect_codes(const nlohmann::json& j) {
+  ASSERT_TRUE(j.contains("got") && j.contains("want")) << j.dump();
+  const auto got = j["got"].get<std::vector<int>>();
+  const auto want = j["want"].get<std::vector<int>>();
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_GT(got.size(), 10u);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i]) << "check " << i;
+}
+
+TEST_F(SandboxTest, WildPointersAndHugeLengthsToEveryImport) {
+  add("wild_pointers");
+  auto r = sandbox_->run_request("wild_pointers", normal_request(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.message;
+  expect_codes(nlohmann::json::parse(r.final_json));
+  expect_normal_ok();
+}
+
+TEST_F(SandboxTest, ForgedStaleAndNeverCreatedHandles) {
+  add("forged_handles");
+  std::string report;
+  auto r =
+      sandbox_->run_request("forged_handles", normal_request(), [&](int kind, std::string_view j) {
+        if (kind == 1) report = j;
+        return true;
+      });
+  ASSERT_TRUE(r.ok()) << r.message;
+  expect_codes(nlohmann::json::parse(report));
+  expect_normal_ok();
+}
+
+TEST_F(SandboxTest, NeverEmits) {
+  add("never_emits");
+  expect_hostile("never_emits", RequestError::ABI_MISUSE, "without emitting a final result");
+}
+
+TEST_F(SandboxTest, EmitsGigabytes) {
+  add("emits_gigabytes", [] {
+    TenantLimits l = short_limits();
+    l.call_time = std::chrono::milliseconds(5000);
+    return l;
+  }());
+  uint64_t seen = 0;
+  auto r = sandbox_->run_request("emits_gigabytes", normal_request(), [&](int, std::string_view j) {
+    seen += j.size();
+    return true;
+  });
+  EXPECT_EQ(r.error, RequestError::OUTPUT_LIMIT) << r.message;
+  EXPECT_NE(r.message.find("kept emitting"), std::string::npos) << r.message;
+  EXPECT_LE(seen, TenantLimits{}.max_output_bytes);
+  expect_normal_ok();
+}
+
+TEST_F(SandboxTest, ProcExit) {
+  add("proc_exit");
+  expect_hostile("proc_exit", RequestError::PROC_EXIT, "proc_exit(3)");
+}
+
+TEST_F(SandboxTest, AllocatorReturnsWildPointer) {
+  add("bad_alloc");
+  expect_hostile("bad_alloc", RequestError::ABI_MISUSE, "outside the guest memory");
+}
+
+TEST_F(SandboxTest, TokenBudget) {
+  add("token_hog");
+  expect_hostile("token_hog", RequestError::TOKEN_LIMIT, "budget of 2048");
+}
+
+TEST_F(SandboxTest, NotWasm) {
+  const std::string text = "#!/bin/sh\necho not wasm\n";
+  auto m = sandbox_->compile_module(
+      std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message.find("not a WebAssembly module"), std::string::npos)
+      << m.error().message;
+  // Truncated wasm: the magic is right, the body is not.
+  auto bytes = read_bytes(module_path("normal"));
+  bytes.resize(bytes.size() / 2);
+  auto t = sandbox_->compile_module(bytes);
+  ASSERT_FALSE(t);
+  EXPECT_FALSE(t.error().message.empty());
+  expect_normal_ok();
+}
+
+TEST_F(SandboxTest, UnknownImport) {
+  auto m = sandbox_->load_module(module_path("unknown_import"));
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message.find("unknown host function realm.launch_missiles"),
+            std::string::npos)
+      << m.error().message;
+  expect_normal_ok();
+}
+
+TEST_F(SandboxTest, DeniedModel) {
+  auto m = sandbox_->load_module(module_path("normal"));
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(sandbox_->add_tenant({"no_models", {"other"}, short_limits()}, *m));
+  auto r = sandbox_->run_request("no_models", normal_request(), nullptr);
+  EXPECT_EQ(r.error, RequestError::GUEST_ERROR) << r.message;
+  EXPECT_NE(r.message.find("REALM_E_DENIED"), std::string::npos) << r.message;
+  EXPECT_FALSE(r.instance_discarded);
+  auto u = sandbox_->run_request("nobody", normal_request(), nullptr);
+  EXPECT_EQ(u.error, RequestError::UNKNOWN_TENANT);
+}
+
+TEST_F(SandboxTest, ClientGoneStopsTheGuest) {
+  int events = 0;
+  auto r = sandbox_->run_request("normal", normal_request(32), [&](int kind, std::string_view) {
+    return kind != 1 || ++events < 3;
+  });
+  EXPECT_EQ(r.error, RequestError::CANCELLED) << r.message;
+  EXPECT_EQ(events, 3);
+  expect_normal_ok();
+}
+
+// The seed's scenario, through the engine interface: exports called in the wrong order (generate
+// before new, use after delete) get error codes, not traps.
+TEST(SandboxEngine, ExportsInTheWrongOrder) {
+  std::vector<std::string> modules = {kGuestDir + "/sbx_normal.wasm"};
+  if (std::filesystem::exists(kGuestDir + "/realm_default.wasm")) {
+    modules.push_back(kGuestDir + "/realm_default.wasm");
+  }
+  auto engine = make_v8_engine();
+  ASSERT_TRUE(engine);
+  auto iso = (*engine)->create_isolate();
+  ASSERT_TRUE(iso);
+  for (const auto& path : modules) {
+    SCOPED_TRACE(path);
+    auto m = (*engine)->compile(read_bytes(path));
+    ASSERT_TRUE(m) << m.error().message;
+    // Give each stub the signature the module imports it with.
+    std::vector<HostImport> table;
+    for (const auto& e : (*m)->info().imports) {
+      if (e.kind != ExternKind::FUNC) continue;
+      table.push_back(
+          {e.module, e.name, (*m)->info().types[e.type_index],
+           [](HostCallContext&, std::span<const Val>) -> HostResult { return Val::make_i32(-8); }});
+    }
+    auto inst = (*iso)->instantiate(*m, table, {});
+    ASSERT_TRUE(inst) << inst.error().message;
+    auto call = [&](const char* fn, std::vector<Val> args) {
+      auto r = (*inst)->call(fn, args, std::chrono::seconds(5));
+      EXPECT_TRUE(r.ok()) << fn << ": " << r.message;
+      return r.value ? r.value->i32 : 12345;
+    };
+    const auto i32 = [](int32_t v) { return Val::make_i32(v); };
+    if ((*m)->info().export_func_type("_initialize")) call("_initialize", {});
+    // Generate before new: handle 1 was never created.
+    EXPECT_EQ(call("realm_generate", {i32(1), i32(0), i32(0)}), -3);
+    EXPECT_EQ(call("realm_delete", {i32(1)}), -3);
+    const int32_t h = call("realm_new", {});
+    EXPECT_GT(h, 0);
+    EXPECT_EQ(call("realm_delete", {i32(h)}), 0);
+    // Use after free and double free.
+    EXPECT_EQ(call("realm_generate", {i32(h), i32(0), i32(0)}), -3);
+    EXPECT_EQ(call("realm_delete", {i32(h)}), -3);
+    EXPECT_EQ(call("realm_generate", {i32(0x7FFFFFFF), i32(-1), i32(-1)}), -3);
+  }
+}
+
+// 32 requests live at once (each holds the others at a barrier in its first event), then all
+// decode together: the engine batches their steps.
+TEST(SandboxConcurrency, ThirtyTwoGuestsDecodeTogether) {
+  constexpr int kRequests = 32;
+  SandboxOptions o;
+  o.n_workers = kRequests;
+  auto sb = Sandbox::create(o);
+  ASSERT_TRUE(sb) << sb.error().message;
+  auto model = model::Model::load(shared_path("models/stories260K.gguf"));
+  ASSERT_TRUE(model);
+  ASSERT_TRUE((*sb)->add_model("stories", *model, {1, 512}));
+  auto m = (*sb)->load_module(kGuestDir + "/sbx_normal.wasm");
+  ASSERT_TRUE(m);
+  TenantLimits l;
+  l.max_sessions = kRequests;
+  ASSERT_TRUE((*sb)->add_tenant({"t", {"stories"}, l}, *m));
+  std::barrier sync(kRequests);
+  std::vector<std::future<RequestResult>> futures;
+  for (int i = 0; i < kRequests; ++i) {
+    auto first = std::make_shared<bool>(true);
+    futures.push_back(
+        (*sb)->submit("t", R"({"model":"stories","prompt":"Once upon a time","max_tokens":8})",
+                      [&sync, first](int kind, std::string_view) {
+                        if (kind == 1 && *first) {
+                          *first = false;
+                          sync.arrive_and_wait();
+                        }
+                        return true;
+                      }));
+  }
+  const auto before = (*sb)->model_stats("stories");
+  for (auto& f : futures) {
+    auto r = f.get();
+    EXPECT_TRUE(r.ok()) << r.message;
+  }
+  auto stats = (*sb)->model_stats("stories");
+  ASSERT_TRUE(stats);
+  // 32 prompts + 32 * 7 single-token steps; batched, far fewer passes than steps.
+  EXPECT_EQ(stats->tokens, uint64_t{kRequests} * (5 + 7));
+  EXPECT_LT(stats->batches, uint64_t{kRequests} * 8 / 2);
+  (void)before;
+}
+
+}  // namespace
+}  // namespace realm::sandbox

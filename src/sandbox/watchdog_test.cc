@@ -1,0 +1,11 @@
+#include "sandbox/watchdog.h"
+
+#include <gtest/gtest.h>
+
+namespace realm::sandbox {
+namespace {
+
+TEST(Watchdog, Placeholder) {}
+
+}  // namespace
+}  // namespace realm::sandbox
