@@ -48,8 +48,8 @@ struct Case {
   std::vector<TokenId> ids;
 };
 
-std::vector<Case> read_cases(const std::string& gguf_path) {
-  const std::string raw = read_all(gguf_path + ".inp");
+std::vector<Case> read_cases(const std::string& inp_path, const std::string& out_path) {
+  const std::string raw = read_all(inp_path);
   const std::string sep = "\n__ggml_vocab_test__\n";
   std::vector<std::string> inputs;
   for (size_t pos = 0; pos < raw.size();) {
@@ -61,7 +61,7 @@ std::vector<Case> read_cases(const std::string& gguf_path) {
     inputs.push_back(raw.substr(pos, next - pos));
     pos = next + sep.size();
   }
-  std::ifstream out(gguf_path + ".out");
+  std::ifstream out(out_path);
   std::vector<Case> cases;
   size_t i = 0;
   for (std::string line; std::getline(out, line); ++i) {
@@ -71,7 +71,7 @@ std::vector<Case> read_cases(const std::string& gguf_path) {
     for (long id; ss >> id;) c.ids.push_back(static_cast<TokenId>(id));
     cases.push_back(std::move(c));
   }
-  EXPECT_EQ(inputs.size(), cases.size()) << gguf_path;
+  EXPECT_EQ(inputs.size(), cases.size()) << out_path;
   return cases;
 }
 
@@ -91,7 +91,7 @@ TEST_P(VocabVectors, TokenizeExactly) {
     GTEST_SKIP() << "WordPiece (bert) is not implemented yet";
   }
   ASSERT_TRUE(tok.ok()) << tok.error().message;
-  const auto cases = read_cases(path);
+  const auto cases = read_cases(path + ".inp", path + ".out");
   ASSERT_FALSE(cases.empty());
   int failures = 0;
   for (const Case& c : cases) {
@@ -117,6 +117,61 @@ INSTANTIATE_TEST_SUITE_P(Shared, VocabVectors, ::testing::ValuesIn(vector_files(
 
 TEST(VocabVectorsPresent, AtLeastFourteenFiles) {
   EXPECT_GE(vector_files().size(), 14u);
+}
+
+// testdata/oracle: 158 harder texts (whitespace kinds, scripts, emoji, combining marks, special
+// token texts) with the ids llama.cpp (node-llama-cpp@3.21.1) gives, with and without
+// parse_special; see testdata/oracle/oracle.mjs.
+std::string oracle_dir() {
+  return std::string(REALM_SOURCE_DIR) + "/src/tokenizer/testdata/oracle";
+}
+
+std::vector<std::string> oracle_files() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(oracle_dir(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".out") == 0) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+class OracleVectors : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OracleVectors, TokenizeExactly) {
+  const std::string& name = GetParam();  // VOCAB.parse-special-N.out
+  const size_t dot = name.find(".parse-special-");
+  ASSERT_NE(dot, std::string::npos) << name;
+  const bool parse_special = name[dot + 15] == '1';
+  const std::string vocab = shared_dir() + "/vocab/ggml-vocab-" + name.substr(0, dot) + ".gguf";
+  auto tok = Tokenizer::load(vocab);
+  ASSERT_TRUE(tok.ok()) << tok.error().message;
+  const auto cases = read_cases(oracle_dir() + "/texts.inp", oracle_dir() + "/" + name);
+  ASSERT_EQ(cases.size(), 158u);
+  int failures = 0;
+  for (const Case& c : cases) {
+    const auto ids = tok->encode(c.text, /*add_special=*/false, parse_special);
+    if (ids != c.ids && ++failures <= 5) {
+      ADD_FAILURE() << name << " text '" << c.text << "'\n  want" << show(c.ids) << "\n  got "
+                    << show(ids);
+    }
+  }
+  EXPECT_EQ(failures, 0) << failures << " of " << cases.size() << " vectors differ";
+}
+
+std::string oracle_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param.substr(0, info.param.size() - 4);
+  for (char& c : n) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(LlamaCpp, OracleVectors, ::testing::ValuesIn(oracle_files()), oracle_name);
+
+TEST(OracleVectorsPresent, EighteenFiles) {
+  EXPECT_EQ(oracle_files().size(), 18u);
 }
 
 }  // namespace
