@@ -1,9 +1,12 @@
 // `realm run -m MODEL -p PROMPT [...]`: generates a continuation of PROMPT (BOS added per the
 // model's metadata, no chat template) and streams it to stdout; `--json` prints one object at the
-// end instead.
+// end instead. By default the generation loop runs in the sandbox, in the default guest module
+// (bin/guests/realm_default.wasm next to the binary) or in `--guest FILE.wasm`; `--no-sandbox`
+// runs the same loop natively (engine::generate). Both give the same ids.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -11,6 +14,9 @@
 
 #include "cli/commands.h"
 #include "engine/generate.h"
+#if REALM_HAVE_SANDBOX
+#include "sandbox/sandbox.h"
+#endif
 
 namespace realm::cli {
 namespace {
@@ -25,6 +31,8 @@ struct RunArgs {
   int64_t ctx = 0;
   bool json = false;
   std::vector<std::string> stop;
+  bool no_sandbox = false;
+  std::string guest;  // custom guest module (default: the default guest next to the binary)
 };
 
 Status validate(const RunArgs& a) {
@@ -41,7 +49,131 @@ Status validate(const RunArgs& a) {
   if (!model::kv_type_from_name(a.kv_type)) {
     return make_error("--kv-type must be f16 or f32, got '", a.kv_type, "'");
   }
+  if (a.no_sandbox && !a.guest.empty()) return make_error("--guest needs the sandbox");
+  if (!a.no_sandbox && !a.logits_file.empty()) {
+    return make_error("--logits needs --no-sandbox (the logits stay inside the guest)");
+  }
   return {};
+}
+
+struct RunOutput {
+  std::vector<int32_t> ids;
+  std::string text;
+  std::string finish;
+  double prompt_ms = 0, gen_ms = 0;
+  int64_t n_gen_timed = 0;
+};
+
+#if REALM_HAVE_SANDBOX
+// The default guest: bin/guests/realm_default.wasm beside the realm binary.
+std::string default_guest_path() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "guests/realm_default.wasm";
+  return (exe.parent_path() / "guests" / "realm_default.wasm").string();
+}
+
+// Runs the request in the sandbox: one tenant, the model shared under its file stem.
+Expected<RunOutput> run_sandboxed(const RunArgs& a, std::shared_ptr<const model::Model> model,
+                                  int threads, int64_t n_ctx, uint64_t seed) {
+  sandbox::SandboxOptions so;
+  so.n_workers = 1;
+  so.kv_type = *model::kv_type_from_name(a.kv_type);
+  auto sb = sandbox::Sandbox::create(so);
+  if (!sb) return sb.take_error();
+  const std::string name = std::filesystem::path(a.model).stem().string();
+  REALM_TRY((*sb)->add_model(name, model, {threads, 512}));
+  const std::string guest = a.guest.empty() ? default_guest_path() : a.guest;
+  auto module = (*sb)->load_module(guest);
+  if (!module) return module.take_error();
+  sandbox::TenantRecord tenant;
+  tenant.id = "cli";
+  tenant.allowed_models = {name};
+  // The CLI user is trusted with their own machine: generous time and token limits.
+  tenant.limits.call_time = std::chrono::hours(24);
+  tenant.limits.token_budget = std::max<int64_t>(n_ctx, 1) + 1;
+  tenant.limits.max_session_ctx = std::max<int64_t>(n_ctx, 1);
+  REALM_TRY((*sb)->add_tenant(tenant, *module));
+
+  nlohmann::json req;
+  req["model"] = name;
+  req["prompt"] = a.prompt;
+  req["max_tokens"] = a.n_predict;
+  req["temperature"] = a.temp;
+  req["top_k"] = a.top_k;
+  req["top_p"] = a.top_p;
+  req["min_p"] = a.min_p;
+  req["repeat_penalty"] = a.repeat_penalty;
+  req["repeat_last_n"] = a.repeat_last_n;
+  req["seed"] = seed;
+  req["stop"] = a.stop;
+  req["n_ctx"] = n_ctx;
+
+  RunOutput out;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto t_first = t0;
+  bool first = true;
+  std::string bad_event;
+  auto on_event = [&](int kind, std::string_view text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      bad_event = std::string(text.substr(0, 200));
+      return true;
+    }
+    if (kind == 2) {
+      out.finish = j.value("finish_reason", std::string("?"));
+      return true;
+    }
+    if (first) {
+      t_first = std::chrono::steady_clock::now();
+      first = false;
+    }
+    const int32_t id = j.value("id", -1);
+    if (id >= 0) out.ids.push_back(id);
+    const std::string piece = j.value("text", std::string());
+    out.text += piece;
+    if (!a.json && !piece.empty()) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
+  };
+  auto r = (*sb)->run_request("cli", req.dump(), on_event);
+  const auto t_end = std::chrono::steady_clock::now();
+  if (!r.ok()) return make_error(r.message);
+  if (!bad_event.empty())
+    return make_error("the guest emitted an event that is not a JSON object: ", bad_event);
+  // The prompt time runs to the first token (prefill + one sample), as in engine::generate.
+  out.prompt_ms = std::chrono::duration<double, std::milli>(t_first - t0).count();
+  out.gen_ms = std::chrono::duration<double, std::milli>(t_end - t_first).count();
+  out.n_gen_timed = out.ids.empty() ? 0 : static_cast<int64_t>(out.ids.size()) - 1;
+  return out;
+}
+#endif
+
+int print_result(const RunArgs& a, const std::vector<int32_t>& prompt_ids, const RunOutput& r) {
+  const double prompt_tps = r.prompt_ms > 0 ? 1000.0 * prompt_ids.size() / r.prompt_ms : 0;
+  const double gen_tps = r.gen_ms > 0 ? 1000.0 * r.n_gen_timed / r.gen_ms : 0;
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["prompt_ids"] = prompt_ids;
+    j["ids"] = r.ids;
+    j["text"] = r.text;
+    j["stop"] = r.finish;
+    j["timings"] = {{"prompt_ms", r.prompt_ms},
+                    {"prompt_tps", prompt_tps},
+                    {"gen_ms", r.gen_ms},
+                    {"gen_tps", gen_tps}};
+    std::cout << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  } else {
+    std::fputs("\n", stdout);
+    std::fprintf(stderr,
+                 "realm: prompt %zu tokens in %.1f ms (%.1f t/s), generated %zu tokens "
+                 "(%.1f t/s), stop: %s\n",
+                 prompt_ids.size(), r.prompt_ms, prompt_tps, r.ids.size(), gen_tps,
+                 r.finish.c_str());
+  }
+  return 0;
 }
 
 int run(const RunArgs& a) {
@@ -76,9 +208,22 @@ int run(const RunArgs& a) {
   const int threads = a.threads > 0
                           ? a.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  engine::Engine engine(*model, {threads, 512});
   // BOS per the metadata; special-token text in the prompt is parsed, as llama.cpp does.
   std::vector<int32_t> prompt_ids = tokenizer->encode(a.prompt, true, true);
+  if (!a.no_sandbox) {
+#if REALM_HAVE_SANDBOX
+    auto out = run_sandboxed(a, *model, threads, gp.n_ctx, gp.sampling.seed);
+    if (!out) {
+      std::cerr << "realm: error: " << out.error().message << "\n";
+      return 1;
+    }
+    return print_result(a, prompt_ids, *out);
+#else
+    std::cerr << "realm: error: this build has no sandbox (V8 not found); use --no-sandbox\n";
+    return 1;
+#endif
+  }
+  engine::Engine engine(*model, {threads, 512});
   auto on_token = [&](const engine::TokenEvent& ev) {
     if (!a.json && !ev.text.empty()) {
       std::fwrite(ev.text.data(), 1, ev.text.size(), stdout);
@@ -101,28 +246,14 @@ int run(const RunArgs& a) {
       return 1;
     }
   }
-  const double prompt_tps = r->prompt_ms > 0 ? 1000.0 * r->prompt_ids.size() / r->prompt_ms : 0;
-  const double gen_tps = r->gen_ms > 0 ? 1000.0 * r->n_gen_timed / r->gen_ms : 0;
-  if (a.json) {
-    nlohmann::ordered_json j;
-    j["prompt_ids"] = r->prompt_ids;
-    j["ids"] = r->ids;
-    j["text"] = r->text;
-    j["stop"] = std::string(engine::finish_reason_name(r->finish));
-    j["timings"] = {{"prompt_ms", r->prompt_ms},
-                    {"prompt_tps", prompt_tps},
-                    {"gen_ms", r->gen_ms},
-                    {"gen_tps", gen_tps}};
-    std::cout << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
-  } else {
-    std::fputs("\n", stdout);
-    std::fprintf(stderr,
-                 "realm: prompt %zu tokens in %.1f ms (%.1f t/s), generated %zu tokens "
-                 "(%.1f t/s), stop: %s\n",
-                 r->prompt_ids.size(), r->prompt_ms, prompt_tps, r->ids.size(), gen_tps,
-                 std::string(engine::finish_reason_name(r->finish)).c_str());
-  }
-  return 0;
+  RunOutput out;
+  out.ids = r->ids;
+  out.text = r->text;
+  out.finish = std::string(engine::finish_reason_name(r->finish));
+  out.prompt_ms = r->prompt_ms;
+  out.gen_ms = r->gen_ms;
+  out.n_gen_timed = r->n_gen_timed;
+  return print_result(a, r->prompt_ids, out);
 }
 
 }  // namespace
@@ -145,6 +276,10 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 (default) or f32");
   cmd->add_option("--stop", a->stop, "Stop string (repeatable)");
   cmd->add_flag("--json", a->json, "Print one JSON object at the end instead of streaming");
+  cmd->add_flag("--no-sandbox", a->no_sandbox,
+                "Run the generation loop natively instead of in the WebAssembly sandbox");
+  cmd->add_option("--guest", a->guest,
+                  "Run this guest module (.wasm, guest ABI v1) instead of the default guest");
   cmd->add_option("--logits", a->logits_file,
                   "Write the float32 logits of the last prompt position to FILE");
   cmd->callback([a, &exit_code] { exit_code = run(*a); });

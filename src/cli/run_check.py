@@ -26,7 +26,7 @@ with tempfile.TemporaryDirectory() as tmp:
     for p in ref["prompts"]:
         logits_path = os.path.join(tmp, "logits.bin")
         r = realm_cmd("run", "-m", stories, "-p", p["prompt"], "-n", "64", "--temp", "0",
-                      "--json", "-t", "2", "--logits", logits_path)
+                      "--json", "-t", "2", "--logits", logits_path, "--no-sandbox")
         check(r.returncode == 0, f"run {p['prompt']!r}: exit {r.returncode} {r.stderr}")
         if r.returncode != 0:
             continue
@@ -44,6 +44,40 @@ with tempfile.TemporaryDirectory() as tmp:
             check(abs(logits[top["id"]] - top["logit"]) < 1e-3,
                   f"logit {top['id']}: {logits[top['id']]} vs {top['logit']}")
 
+    # The sandbox (default guest) gives the same ids and text as the native loop for every prompt.
+    for p in ref["prompts"]:
+        r = realm_cmd("run", "-m", stories, "-p", p["prompt"], "-n", "64", "--temp", "0",
+                      "--json", "-t", "2")
+        check(r.returncode == 0, f"sandbox run {p['prompt']!r}: exit {r.returncode} {r.stderr}")
+        if r.returncode != 0:
+            continue
+        j = json.loads(r.stdout)
+        check(j["prompt_ids"] == p["prompt_token_ids"], f"sandbox prompt ids {j['prompt_ids']}")
+        check(j["ids"] == p["continuation_token_ids"], f"sandbox {p['prompt']!r}: ids differ")
+        check(j["text"] == p["continuation_text"], f"sandbox {p['prompt']!r}: text {j['text']!r}")
+        check(j["stop"] == "length", f"sandbox stop {j['stop']}")
+    # Sampled (seeded) generation with penalties and a stop string: sandbox == native.
+    args = ["run", "-m", stories, "-p", "Once upon a time", "-n", "48", "--seed", "7",
+            "--repeat-penalty", "1.1", "--stop", "park", "--json", "-t", "2"]
+    a = realm_cmd(*args)
+    b = realm_cmd(*args, "--no-sandbox")
+    check(a.returncode == 0 and b.returncode == 0, f"seeded runs: {a.stderr} {b.stderr}")
+    if a.returncode == 0 and b.returncode == 0:
+        ja, jb = json.loads(a.stdout), json.loads(b.stdout)
+        check(ja["ids"] == jb["ids"] and ja["text"] == jb["text"] and ja["stop"] == jb["stop"],
+              f"seeded sandbox vs native differ: {ja['ids']} / {jb['ids']}")
+    # --logits keeps to the native path; a custom guest that traps ends with a clear error.
+    r = realm_cmd("run", "-m", stories, "-p", "x", "--logits", "/dev/null")
+    check(r.returncode == 2 and "--no-sandbox" in r.stderr, f"--logits in sandbox: {r.stderr!r}")
+    guests = os.path.join(os.path.dirname(os.path.abspath(realm)), "guests")
+    trap_guest = os.path.join(guests, "sbx_unreachable.wasm")
+    if os.path.exists(trap_guest):
+        r = realm_cmd("run", "-m", stories, "-p", "x", "--guest", trap_guest)
+        check(r.returncode == 1 and "guest trapped" in r.stderr and "unreachable" in r.stderr,
+              f"trapping guest: {r.returncode} {r.stderr!r}")
+    r = realm_cmd("run", "-m", stories, "-p", "x", "--guest", stories)
+    check(r.returncode == 1 and "not a WebAssembly module" in r.stderr, f"non-wasm guest: {r.stderr!r}")
+
     # Streaming output equals the JSON text.
     r = realm_cmd("run", "-m", stories, "-p", "Once upon a time", "-n", "16", "--temp", "0")
     check(r.returncode == 0 and r.stdout.rstrip("\n") == ref["prompts"][0]["continuation_text"][:len(r.stdout.rstrip("\n"))],
@@ -54,8 +88,10 @@ with tempfile.TemporaryDirectory() as tmp:
     b = realm_cmd("run", "-m", stories, "-p", "Once", "-n", "24", "--seed", "5", "--json")
     check(a.returncode == 0 and json.loads(a.stdout)["ids"] == json.loads(b.stdout)["ids"],
           "same seed gave different ids")
-    r = realm_cmd("run", "-m", stories, "-p", "Once upon a time", "-n", "100", "-c", "64")
-    check(r.returncode == 1 and "exceed the context size 64" in r.stderr, f"ctx error: {r.stderr!r}")
+    for mode in ([], ["--no-sandbox"]):
+        r = realm_cmd("run", "-m", stories, "-p", "Once upon a time", "-n", "100", "-c", "64", *mode)
+        check(r.returncode == 1 and "exceed the context size 64" in r.stderr,
+              f"ctx error {mode}: {r.stderr!r}")
     r = realm_cmd("run", "-m", stories, "-p", "x", "--kv-type", "q8")
     check(r.returncode == 2 and "--kv-type" in r.stderr, f"kv-type error: {r.stderr!r}")
     r = realm_cmd("run", "-m", os.path.join(shared, "vocab/ggml-vocab-llama-spm.gguf"), "-p", "x")
