@@ -3,6 +3,7 @@
 // Generators. A module links guest_exports.cc and defines make_generator().
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
 #include "guest/generator.h"
@@ -13,3 +14,14 @@ namespace realm::guest {
 std::unique_ptr<Generator> make_generator();
 
 }  // namespace realm::guest
+
+// The exports (defined in guest_exports.cc), declared for native tests that call them directly.
+extern "C" {
+int32_t realm_abi_version(void);
+void* realm_alloc(int32_t size);
+void realm_free(void* ptr);
+int32_t realm_new(void);
+int32_t realm_delete(int32_t handle);
+int32_t realm_generate(int32_t handle, const char* req, int32_t req_len);
+int32_t realm_last_error(int32_t handle, char* buf, int32_t buf_cap);
+}
