@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tokenizer/tokenizer.h"
 
 namespace realm::tok {
@@ -169,6 +171,32 @@ std::string oracle_name(const ::testing::TestParamInfo<std::string>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(LlamaCpp, OracleVectors, ::testing::ValuesIn(oracle_files()), oracle_name);
+
+// llama_detokenize of the oracle ids (remove_special = false, unparse_special = N), one JSON
+// string per line as node-llama-cpp returned it (invalid UTF-8 shown as U+FFFD by the JSON dump).
+TEST(OracleDetokenize, MatchesLlamaCpp) {
+  int files = 0;
+  for (const char* vocab : {"llama-spm", "llama-bpe", "qwen2", "bert-bge", "gpt-2"}) {
+    auto tok = Tokenizer::load(shared_dir() + "/vocab/ggml-vocab-" + vocab + ".gguf");
+    ASSERT_TRUE(tok.ok()) << tok.error().message;
+    const auto cases = read_cases(oracle_dir() + "/texts.inp",
+                                  oracle_dir() + "/" + vocab + ".parse-special-1.out");
+    for (int special = 0; special < 2; ++special) {
+      std::ifstream want(oracle_dir() + "/" + vocab + ".detokenize-special-" +
+                         std::to_string(special) + ".jsonl");
+      ASSERT_TRUE(want) << vocab;
+      ++files;
+      std::string line;
+      for (const Case& c : cases) {
+        ASSERT_TRUE(std::getline(want, line)) << vocab;
+        const std::string got = nlohmann::json(tok->detokenize(c.ids, false, special == 1))
+                                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        EXPECT_EQ(got, line) << vocab << " special=" << special;
+      }
+    }
+  }
+  EXPECT_EQ(files, 10);
+}
 
 TEST(OracleVectorsPresent, EighteenFiles) {
   EXPECT_EQ(oracle_files().size(), 18u);
