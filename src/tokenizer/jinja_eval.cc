@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <limits>
 
 #include "tokenizer/jinja_ast.h"
@@ -360,14 +361,24 @@ class Renderer {
     } else if (!context.is_undefined()) {
       return make_error("template context must be an object, got ", type_name(context));
     }
-    scopes_.emplace_back();  // template top level
+    push_frame(prog_.body);  // template top level
     JTRY(flow, exec_body(prog_.body));
     (void)flow;
     return std::move(out_);
   }
 
  private:
-  using Scope = std::vector<std::pair<std::string, Value>>;
+  // A variable of a scope. `declared_only`: the frame assigns this name later (Jinja compiles
+  // frame-level `set`s to locals): the frame itself still reads the outer value, nested frames
+  // (loop bodies, macros, set blocks) read undefined.
+  struct Var {
+    Var(std::string n, Value v, bool d = false)
+        : name(std::move(n)), value(std::move(v)), declared_only(d) {}
+    std::string name;
+    Value value;
+    bool declared_only;
+  };
+  using Scope = std::vector<Var>;
   static constexpr size_t kBaseScopes = 3;
 
   struct DepthGuard {
@@ -439,20 +450,99 @@ class Renderer {
 
   const Value* lookup(const std::string& name) const {
     for (size_t i = scopes_.size(); i-- > 0;) {
-      for (const auto& [k, v] : scopes_[i]) {
-        if (k == name) return &v;
+      for (const auto& var : scopes_[i]) {
+        if (var.name != name) continue;
+        if (var.declared_only && i + 1 == scopes_.size()) break;  // own frame: look outward
+        return &var.value;  // (undefined when declared_only, seen from a nested frame)
       }
     }
     return nullptr;
   }
   void assign(const std::string& name, Value v) {
-    for (auto& [k, old] : scopes_.back()) {
-      if (k == name) {
-        old = std::move(v);
+    for (auto& var : scopes_.back()) {
+      if (var.name == name) {
+        var.value = std::move(v);
+        var.declared_only = false;
         return;
       }
     }
     scopes_.back().emplace_back(name, std::move(v));
+  }
+  // Pushes the scope of a frame that will run `body`, declaring the names the body assigns.
+  void push_frame(const Body& body) {
+    scopes_.emplace_back();
+    Scope& scope = scopes_.back();
+    auto declare = [&](const std::string& name) {
+      for (const auto& var : scope) {
+        if (var.name == name) return;
+      }
+      scope.emplace_back(name, Value(), true);
+    };
+    // Names the frame reads before it assigns them are resolved from outside at frame start
+    // (no declaration), as Jinja does.
+    std::vector<std::string> stored, read_first;
+    scan_frame(body, stored, read_first);
+    for (const auto& st : body) {
+      std::vector<const std::string*> names;
+      if (st->kind == StmtKind::SET && st->text.empty()) {
+        for (const auto& t : st->targets) names.push_back(&t);
+      } else if (st->kind == StmtKind::SET_BLOCK) {
+        names.push_back(&st->targets[0]);
+      } else if (st->kind == StmtKind::MACRO) {
+        names.push_back(&st->text);
+      }
+      for (const std::string* n : names) {
+        if (std::find(read_first.begin(), read_first.end(), *n) == read_first.end()) declare(*n);
+      }
+    }
+  }
+
+  // Walks one frame's statements in order (not nested frames: loop bodies, macros, set blocks),
+  // recording assigned names and the names read before their first assignment.
+  static void scan_frame(const Body& body, std::vector<std::string>& stored,
+                         std::vector<std::string>& read_first) {
+    auto has = [](const std::vector<std::string>& v, const std::string& n) {
+      return std::find(v.begin(), v.end(), n) != v.end();
+    };
+    auto store = [&](const std::string& n) {
+      if (!has(stored, n)) stored.push_back(n);
+    };
+    std::function<void(const Expr*)> loads = [&](const Expr* e) {
+      if (!e) return;
+      if (e->kind == ExprKind::NAME && !has(stored, e->name) && !has(read_first, e->name)) {
+        read_first.push_back(e->name);
+      }
+      for (const auto& a : e->args) loads(a.get());
+      for (const auto& a : e->kw_values) loads(a.get());
+    };
+    for (const auto& st : body) {
+      switch (st->kind) {
+        case StmtKind::OUTPUT:
+          loads(st->exprs[0].get());
+          break;
+        case StmtKind::IF:
+          for (const auto& c : st->exprs) loads(c.get());
+          for (const auto& b : st->bodies) scan_frame(b, stored, read_first);
+          break;
+        case StmtKind::FOR:
+          loads(st->exprs[0].get());
+          break;
+        case StmtKind::SET:
+          loads(st->exprs[0].get());
+          if (st->text.empty()) {
+            for (const auto& t : st->targets) store(t);
+          }
+          break;
+        case StmtKind::SET_BLOCK:
+          store(st->targets[0]);
+          break;
+        case StmtKind::MACRO:
+          store(st->text);
+          break;
+        default:
+          break;
+      }
+    }
   }
 
   void add_globals() {
@@ -578,23 +668,29 @@ class Renderer {
         return Flow::NORMAL;
       }
       case StmtKind::SET_BLOCK: {
+        push_frame(s.bodies[0]);  // sets inside the block stay inside it
         std::string saved = std::move(out_);
         out_.clear();
         auto flow = exec_body(s.bodies[0]);
         std::string captured = std::move(out_);
         out_ = std::move(saved);
+        scopes_.pop_back();
         if (!flow) return flow.take_error();
         assign(s.targets[0], Value::string(std::move(captured)));
         return Flow::NORMAL;
       }
       case StmtKind::MACRO: {
+        // A macro sees the scopes around its definition (late-bound, like Jinja's closures),
+        // not the caller's.
         const Stmt* def = &s;
-        assign(s.text,
-               Value::function([this, def](const CallArgs& a) { return call_macro(*def, a); }));
+        size_t def_scopes = scopes_.size();
+        assign(s.text, Value::function([this, def, def_scopes](const CallArgs& a) {
+                 return call_macro(*def, def_scopes, a);
+               }));
         return Flow::NORMAL;
       }
       case StmtKind::SCOPE: {
-        scopes_.emplace_back();
+        push_frame(s.bodies[0]);
         auto flow = exec_body(s.bodies[0]);
         scopes_.pop_back();
         return flow;
@@ -660,9 +756,10 @@ class Renderer {
       items = std::move(kept);
     }
     const size_t n = items.size();
+    bool run_else = true;
     for (size_t i = 0; i < n; ++i) {
       REALM_TRY(step());
-      scopes_.emplace_back();
+      push_frame(s.bodies[0]);
       Value loop = Value::object();
       loop.set("index", Value::integer(static_cast<int64_t>(i + 1)));
       loop.set("index0", Value::integer(static_cast<int64_t>(i)));
@@ -685,9 +782,12 @@ class Renderer {
       scopes_.pop_back();
       if (!flow) return flow.take_error();
       if (*flow == Flow::BREAK) break;
+      // Jinja clears its "no iteration" flag at the end of the body, so an iteration that
+      // ends in `continue` does not count.
+      if (*flow == Flow::NORMAL) run_else = false;
     }
-    if (n == 0 && !s.bodies[1].empty()) {
-      scopes_.emplace_back();
+    if (run_else && !s.bodies[1].empty()) {
+      push_frame(s.bodies[1]);
       auto flow = exec_body(s.bodies[1]);
       scopes_.pop_back();
       if (!flow) return flow.take_error();
@@ -695,7 +795,7 @@ class Renderer {
     return Flow::NORMAL;
   }
 
-  Expected<Value> call_macro(const Stmt& def, const CallArgs& a) {
+  Expected<Value> call_macro(const Stmt& def, size_t def_scopes, const CallArgs& a) {
     REALM_TRY(step());
     if (depth_ > limits_.max_depth) {
       return err(def, "macro '", def.text, "' recursed deeper than ", limits_.max_depth);
@@ -725,17 +825,28 @@ class Renderer {
         return err(def, "macro '", def.text, "' got an unexpected keyword argument '", k, "'");
       }
     }
-    // The macro sees the template's top level, not the caller's loop variables.
-    std::vector<Scope> saved(std::make_move_iterator(scopes_.begin() + kBaseScopes),
+    const size_t keep = std::clamp(def_scopes, kBaseScopes, scopes_.size());
+    std::vector<Scope> saved(std::make_move_iterator(scopes_.begin() + keep),
                              std::make_move_iterator(scopes_.end()));
-    scopes_.resize(kBaseScopes);
-    scopes_.push_back(std::move(local));
+    scopes_.resize(keep);
+    push_frame(def.bodies[0]);
+    for (auto& var : local) {  // parameters (they replace declarations of the same names)
+      bool replaced = false;
+      for (auto& d : scopes_.back()) {
+        if (d.name == var.name) {
+          d = std::move(var);
+          replaced = true;
+          break;
+        }
+      }
+      if (!replaced) scopes_.back().push_back(std::move(var));
+    }
     std::string saved_out = std::move(out_);
     out_.clear();
     auto flow = exec_body(def.bodies[0]);
     std::string result = std::move(out_);
     out_ = std::move(saved_out);
-    scopes_.resize(kBaseScopes);
+    scopes_.resize(keep);
     for (auto& sc : saved) scopes_.push_back(std::move(sc));
     if (!flow) return flow.take_error();
     return Value::string(std::move(result));

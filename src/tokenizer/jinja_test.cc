@@ -81,6 +81,25 @@ TEST(Jinja, Scoping) {
   EXPECT_EQ(render("{% set g = 'G' %}{% macro m(a, b='B') %}{{ g }}{{ a }}{{ b }}{{ x }}"
                    "{% endmacro %}{% for x in [1] %}{{ m(1) }}{{ m(2, b=3) }}{% endfor %}"),
             "G1BG23");
+  // Macros are closures over the scopes where they are defined (late-bound).
+  EXPECT_EQ(render("{% for i in [1] %}{% set b = 5 %}{% macro m() %}{{ b }}{{ i }}{% endmacro %}"
+                   "{{ m() }}{% set b = 6 %}{{ m() }}{% endfor %}"),
+            "5161");
+  // Jinja quirks kept: the for-else runs when no iteration reached the end of the body, and a
+  // nested frame reads a name its parent frame assigns later as undefined.
+  EXPECT_EQ(render("{% for i in [1, 2] %}{% continue %}{% else %}E{% endfor %}"), "E");
+  EXPECT_EQ(render("{% for i in [1, 2] %}{% break %}{% else %}E{% endfor %}"), "E");
+  EXPECT_EQ(render("{% for i in [1, 2] %}x{% if i == 2 %}{% break %}{% endif %}{% else %}E"
+                   "{% endfor %}"),
+            "xx");
+  Value c = Value::object();
+  c.set("c", Value::string("ctx"));
+  EXPECT_EQ(render("{% for i in [1] %}[{{ c }}]{% endfor %}{% set c = 1 %}", c), "[]");
+  EXPECT_EQ(render("{{ c }}{% for i in [1] %}[{{ c }}]{% endfor %}{% set c = 1 %}", c), "ctx[ctx]");
+  EXPECT_EQ(
+      render("{% for i in [1] %}[{{ c }}]{% endfor %}{% if true %}{% set c = 1 %}{% endif %}", c),
+      "[ctx]");
+  EXPECT_EQ(render("{% set c %}blk{{ c }}{% set d = 1 %}{% endset %}{{ c }}[{{ d }}]", c), "blk[]");
   // Context variables can be shadowed at the top level.
   Value ctx = Value::object();
   ctx.set("messages", Value::array({Value::integer(1), Value::integer(2)}));
