@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -223,6 +224,56 @@ TEST(ChatTemplate, MatchesPythonJinja2ByteForByte) {
   EXPECT_GT(n_raise, 10u);
   std::printf("%zu cases: %zu rendered identically, %zu raised in both (%zu via raise_exception)\n",
               cases.size(), n_ok, cases.size() - n_ok, n_raise);
+}
+
+// Random templates of text, tags and whitespace controls (-, +, trim_blocks, lstrip_blocks,
+// comments, nested blocks): the whitespace rules must match jinja2 exactly.
+std::string random_piece(std::mt19937& rng, int depth) {
+  static const char* const kWs[] = {" ", "  ", "\t", "\n", " \n", "\n ", "\n\n", "\t\n  ", ""};
+  static const char* const kText[] = {"a", "bc", "x y", "{", "}", "#", "%", "-"};
+  static const char* const kMod[] = {"", "", "-", "+"};
+  auto pick = [&](auto& arr) { return std::string(arr[rng() % std::size(arr)]); };
+  auto ws = [&] { return pick(kWs); };
+  auto vmod = [&] { return std::string(rng() % 2 ? "-" : ""); };
+  unsigned r = rng() % 100;
+  if (r < 30) return ws() + pick(kText) + ws();
+  if (r < 45) return ws() + "{{" + vmod() + " v " + vmod() + "}}" + ws();
+  if (r < 55) return ws() + "{#" + vmod() + " c " + vmod() + "#}" + ws();
+  if (depth >= 3) return ws();
+  std::string body;
+  for (unsigned k = rng() % 4; k > 0; --k) body += random_piece(rng, depth + 1);
+  bool is_if = r < 75;
+  std::string open = is_if ? " if true " : " for i in [1, 2] ";
+  std::string close = is_if ? " endif " : " endfor ";
+  return ws() + "{%" + pick(kMod) + open + pick(kMod) + "%}" + body + ws() + "{%" + pick(kMod) +
+         close + pick(kMod) + "%}" + ws();
+}
+
+TEST(ChatTemplate, RandomWhitespaceControlMatchesPythonJinja2) {
+  std::mt19937 rng(20261125);
+  std::vector<std::string> templates;
+  std::string json = "{\"cases\": [";
+  for (int i = 0; i < 1000; ++i) {
+    std::string t;
+    for (unsigned k = 1 + rng() % 6; k > 0; --k) t += random_piece(rng, 0);
+    auto src = jinja::to_json(jinja::Value::string(t));
+    ASSERT_TRUE(src.ok());
+    json += (i ? ",\n" : "") + std::string("{\"id\": \"") + std::to_string(i) +
+            "\", \"template\": " + *src + ", \"context\": {\"v\": \"V\"}}";
+    templates.push_back(std::move(t));
+  }
+  json += "]}";
+  auto expected = render_with_python(json);
+  ASSERT_EQ(expected.size(), templates.size());
+  jinja::Value ctx = jinja::Value::object();
+  ctx.set("v", jinja::Value::string("V"));
+  for (size_t i = 0; i < templates.size(); ++i) {
+    const auto& want = expected.at(std::to_string(i));
+    auto t = jinja::Template::parse(templates[i]);
+    auto got = t ? t->render(ctx) : Expected<std::string>(t.error());
+    ASSERT_EQ(got.ok(), want["ok"].get<bool>()) << templates[i];
+    if (got.ok()) EXPECT_EQ(*got, want["output"].get<std::string>()) << templates[i];
+  }
 }
 
 TEST(ChatTemplate, GgufBosEosTexts) {
