@@ -206,6 +206,12 @@ std::vector<std::string> PreTokenizer::split(std::string_view text) const {
       while (pos <= n) {
         int rc =
             pcre2_match(code.get(), subj, n, pos, opts | PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+          // The JIT ran out of its stack (very long runs): redo this match with the interpreter,
+          // which keeps its backtracking state on the heap.
+          rc = pcre2_match(code.get(), subj, n, pos, opts | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                           md.get(), nullptr);
+        }
         if (rc < 0) {
           if (opts != 0 && pos < n) {
             // After an empty match: advance one character and search normally.

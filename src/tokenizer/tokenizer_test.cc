@@ -194,6 +194,25 @@ TEST(RandomBytes, EncodeDecodeRoundTrip) {
   }
 }
 
+// Very long runs (where llama.cpp's std::regex overflows its stack for some pre-tokenizers)
+// tokenize and round-trip.
+TEST(LongRuns, TokenizeAndRoundTrip) {
+  const std::string texts[] = {std::string(20000, ' ') + "a", std::string(20000, '!'),
+                               std::string(10000, '\n') + " x", std::string(10000, '1')};
+  for (const char* name : {"qwen2", "deepseek-llm", "falcon", "llama-bpe"}) {
+    const Tokenizer& tok = vocab(name);
+    for (const std::string& text : texts) {
+      const auto ids = tok.encode(text, false, false);
+      ASSERT_FALSE(ids.empty()) << name;
+      EXPECT_EQ(tok.detokenize(ids), text) << name;
+    }
+  }
+  const Tokenizer& qwen = vocab("qwen2");
+  const auto ids = qwen.encode(std::string(20000, ' ') + "a", false, false);
+  EXPECT_EQ(ids.back(), qwen.vocab().find("\xc4\xa0"
+                                          "a"));  // "Ġa": the last space joins the word
+}
+
 // The SPM merge cuts the text before '▁' where no token can span the cut; the ids must equal
 // those of one global merge queue.
 TEST(Spm, SegmentedMergeEqualsGlobalMerge) {
