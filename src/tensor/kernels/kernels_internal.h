@@ -72,10 +72,4 @@ static inline void unpack_q3k_scales(const uint8_t* packed, int8_t out[16]) {
   for (int j = 0; j < 16; ++j) out[j] = static_cast<int8_t>(biased[j] - 32);
 }
 
-// One K super-block's contribution: (dy * d) * isum - (dy * dmin) * msum. Shared so that the
-// SIMD paths, which compute isum/msum exactly in integers, round exactly like the scalar path.
-static inline float k_block_sum(float dy, float d, float dmin, int32_t isum, int32_t msum) {
-  return (dy * d) * static_cast<float>(isum) - (dy * dmin) * static_cast<float>(msum);
-}
-
 }  // namespace realm::tensor::kernels_internal

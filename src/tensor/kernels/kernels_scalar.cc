@@ -44,6 +44,11 @@ inline int q6k_quant(const BlockQ6_K& b, int i) {
   return (nib | (high << 4)) - 32;
 }
 
+// One K super-block's contribution from its exact integer sums.
+inline float k_block_sum(float dy, float d, float dmin, int32_t isum, int32_t msum) {
+  return (dy * d) * static_cast<float>(isum) - (dy * dmin) * static_cast<float>(msum);
+}
+
 // ---- dots ---------------------------------------------------------------------------------------
 
 float dot_f32(int64_t n, const void* vw, const void* va) {

@@ -135,6 +135,15 @@ double abs_dot(const std::vector<float>& w, const std::vector<float>& a) {
   return s;
 }
 
+// The kernels pair each weight type with the activation type part 1's type table names.
+TEST(Kernels, ActivationTypesAgreeWithTheTypeTable) {
+  for (GgmlType t : kWeightTypes) {
+    ASSERT_TRUE(activation_type(t).has_value()) << gguf::type_name(t);
+    EXPECT_EQ(*activation_type(t), (*type_traits(t))->vec_dot_type) << gguf::type_name(t);
+  }
+  EXPECT_FALSE(activation_type(GgmlType::IQ2_XS).has_value());
+}
+
 TEST(Kernels, EveryTypeHasKernelsOnEveryPath) {
   std::vector<const KernelTable*> tables = simd_tables();
   tables.push_back(&scalar());
