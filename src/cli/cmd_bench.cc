@@ -1,0 +1,127 @@
+// `realm bench -m MODEL [-p N] [-n N] [-r R] [-t T] [--batch B] [--json]`: prompt processing and
+// token generation speed, like llama-bench's pp/tg tests: pp = one prefill of N random tokens,
+// tg = N single-token decode steps; each repeated R times, the median reported. With --batch B,
+// tg runs B sessions stepping together in shared batches (tokens/s counts every session's tokens).
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "cli/commands.h"
+#include "model/model.h"
+
+namespace realm::cli {
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, int& exit_code) {
+  struct Args {
+    std::string model, kv = "f16";
+    int64_t pp = 128, tg = 64;
+    int reps = 5, threads = 0, batch = 1;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("bench", "Measure prompt processing and generation speed");
+  cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
+  cmd->add_option("-p,--n-prompt", a->pp, "Prompt tokens for pp (default 128, 0 = skip)");
+  cmd->add_option("-n,--n-gen", a->tg, "Generated tokens for tg (default 64, 0 = skip)");
+  cmd->add_option("-r,--repetitions", a->reps, "Repetitions (default 5; median reported)");
+  cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_option("--batch", a->batch, "Sessions decoding together in tg (default 1)");
+  cmd->add_option("--kv-type", a->kv, "KV cache type f16 or f32");
+  cmd->add_flag("--json", a->json, "Print one JSON object");
+  cmd->callback([a, &exit_code] {
+    auto kv = model::kv_type_from_name(a->kv);
+    if (!kv || a->pp < 0 || a->tg < 0 || a->reps < 1 || a->batch < 1) {
+      std::cerr << "realm: error: invalid bench arguments\n";
+      exit_code = 2;
+      return;
+    }
+    auto m = model::Model::load(a->model);
+    if (!m) {
+      std::cerr << "realm: error: " << m.error().message << "\n";
+      exit_code = 1;
+      return;
+    }
+    const auto& hp = (*m)->hparams();
+    const int threads = a->threads > 0 ? a->threads
+                                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    model::Workspace ws(threads);
+    std::mt19937 rng(1);
+    std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(hp.n_vocab - 1));
+    std::vector<float> logits(static_cast<size_t>(hp.n_vocab) * static_cast<size_t>(a->batch));
+    auto now = [] { return std::chrono::steady_clock::now(); };
+    auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
+    std::vector<double> pp_tps, tg_tps;
+    for (int r = 0; r < a->reps + 1; ++r) {  // the first repetition warms up and is dropped
+      if (a->pp > 0) {
+        model::KvCache cache(hp, a->pp, *kv);
+        std::vector<int32_t> prompt(static_cast<size_t>(a->pp));
+        for (auto& t : prompt) t = tok(rng);
+        model::SequenceStep st{&cache, prompt, false, {logits.data(), static_cast<size_t>(hp.n_vocab)}};
+        auto t0 = now();
+        auto s = (*m)->forward({&st, 1}, ws);
+        if (!s) {
+          std::cerr << "realm: error: " << s.error().message << "\n";
+          exit_code = 1;
+          return;
+        }
+        if (r > 0) pp_tps.push_back(static_cast<double>(a->pp) / secs(now() - t0));
+      }
+      if (a->tg > 0) {
+        std::vector<std::unique_ptr<model::KvCache>> caches;
+        for (int b = 0; b < a->batch; ++b) {
+          caches.push_back(std::make_unique<model::KvCache>(hp, a->tg + 1, *kv));
+        }
+        std::vector<int32_t> ids(static_cast<size_t>(a->batch));
+        auto t0 = now();
+        for (int64_t i = 0; i < a->tg; ++i) {
+          std::vector<model::SequenceStep> steps;
+          for (int b = 0; b < a->batch; ++b) {
+            ids[static_cast<size_t>(b)] = tok(rng);
+            steps.push_back({caches[static_cast<size_t>(b)].get(),
+                             {&ids[static_cast<size_t>(b)], 1},
+                             false,
+                             {logits.data() + b * hp.n_vocab, static_cast<size_t>(hp.n_vocab)}});
+          }
+          auto s = (*m)->forward(steps, ws);
+          if (!s) {
+            std::cerr << "realm: error: " << s.error().message << "\n";
+            exit_code = 1;
+            return;
+          }
+        }
+        if (r > 0) tg_tps.push_back(static_cast<double>(a->tg * a->batch) / secs(now() - t0));
+      }
+    }
+    nlohmann::ordered_json j;
+    j["model"] = a->model;
+    j["threads"] = threads;
+    j["batch"] = a->batch;
+    if (a->pp > 0) j["pp"] = {{"n", a->pp}, {"tps", median(pp_tps)}, {"runs", pp_tps}};
+    if (a->tg > 0) j["tg"] = {{"n", a->tg}, {"tps", median(tg_tps)}, {"runs", tg_tps}};
+    if (a->json) {
+      std::cout << j.dump() << "\n";
+    } else {
+      if (a->pp > 0) std::printf("pp%lld: %.1f t/s\n", static_cast<long long>(a->pp), median(pp_tps));
+      if (a->tg > 0) {
+        std::printf("tg%lld%s: %.1f t/s\n", static_cast<long long>(a->tg),
+                    a->batch > 1 ? (" x" + std::to_string(a->batch)).c_str() : "", median(tg_tps));
+      }
+    }
+    exit_code = 0;
+  });
+}
+
+}  // namespace realm::cli
