@@ -117,12 +117,30 @@ class SpmSession {
     }
     if (symbols_.empty()) return;
     seg_starts.push_back(static_cast<int>(symbols_.size()));
+    // A segment's ids depend on its bytes only: repeated short segments are merged once.
+    std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;
+    const bool use_cache = seg_starts.size() > 64;
     for (size_t s = 0; s + 1 < seg_starts.size(); ++s) {
       const int first = seg_starts[s], end = seg_starts[s + 1];
       if (first == end) continue;
+      const std::string_view bytes(
+          symbols_[first].text,
+          static_cast<size_t>(symbols_[end - 1].text + symbols_[end - 1].n - symbols_[first].text));
+      const bool cacheable = use_cache && bytes.size() <= 32;
+      if (cacheable) {
+        if (auto it = seen.find(bytes); it != seen.end()) {
+          for (size_t i = 0; i < it->second.second; ++i) {
+            const TokenId id = out[it->second.first + i];
+            out.push_back(id);
+          }
+          continue;
+        }
+      }
+      const size_t start = out.size();
       symbols_[first].prev = -1;
       symbols_[end - 1].next = -1;
       merge_segment(first, end, out);
+      if (cacheable) seen.emplace(bytes, std::make_pair(start, out.size() - start));
     }
   }
 
@@ -292,7 +310,33 @@ std::vector<TokenId> Tokenizer::spm_merge_for_test(const Vocab& vocab, const std
 
 void Tokenizer::encode_bpe(std::string_view text, std::vector<TokenId>& out) const {
   std::vector<Symbol> symbols;
-  for (const std::string& word : pre_->split(text)) bpe_word(*vocab_, word, out, symbols);
+  const std::vector<std::string> words = pre_->split(text);
+  // Vocabs with ignore_merges find most words whole, where a cache only adds work.
+  if (words.size() < 64 || vocab_->ignore_merges()) {
+    for (const std::string& word : words) bpe_word(*vocab_, word, out, symbols);
+    return;
+  }
+  // Long texts repeat words: the merge result of a word depends on the word only, so each
+  // distinct (short) word is merged once per call.
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> ids in `out`
+  for (const std::string& word : words) {
+    if (word.size() > 32) {
+      bpe_word(*vocab_, word, out, symbols);
+      continue;
+    }
+    auto it = seen.find(word);
+    if (it != seen.end()) {
+      const auto [first, count] = it->second;
+      for (size_t i = 0; i < count; ++i) {
+        const TokenId id = out[first + i];
+        out.push_back(id);
+      }
+      continue;
+    }
+    const size_t first = out.size();
+    bpe_word(*vocab_, word, out, symbols);
+    seen.emplace(word, std::make_pair(first, out.size() - first));
+  }
 }
 
 std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special,
