@@ -82,7 +82,8 @@ int bench_tg(const std::string& model_path, const std::string& guest, int argc, 
   req["n_ctx"] = 512;
   const std::string req_text = req.dump();
 
-  std::vector<double> native_tok_ms, sandbox_cost_ms, sandbox_tok_ms, native_tps, sandbox_tps;
+  std::vector<double> native_tok_ms, sandbox_cost_ms, sandbox_tok_ms, native_tps, sandbox_tps,
+      ratios;
   std::vector<int32_t> native_ids, sandbox_ids;
   for (int rep = 0; rep <= reps; ++rep) {  // rep 0 warms up both paths
     engine::GenerateParams gp;
@@ -121,6 +122,7 @@ int bench_tg(const std::string& model_path, const std::string& guest, int argc, 
     const double gen_ms = std::chrono::duration<double, std::milli>(t_last - t_first).count();
     sandbox_tok_ms.push_back(gen_ms / static_cast<double>(sandbox_ids.size() - 1));
     sandbox_tps.push_back(1000.0 * static_cast<double>(sandbox_ids.size() - 1) / gen_ms);
+    ratios.push_back(sandbox_tps.back() / native_tps.back());
   }
   const double nt = median(native_tok_ms), cost = median(sandbox_cost_ms);
   std::printf("model %s, %d generated tokens, greedy, %d threads, median of %d runs\n",
@@ -131,8 +133,13 @@ int bench_tg(const std::string& model_path, const std::string& guest, int argc, 
               median(sandbox_tps));
   std::printf("sandbox cost outside decode:    %8.4f ms per token = %.2f%% of native\n", cost,
               100.0 * cost / nt);
-  std::printf("end-to-end tg ratio (sandbox/native): %.3f\n",
-              median(sandbox_tps) / median(native_tps));
+  // The machine may be shared: the per-run ratio of back-to-back runs and the ratio of the best
+  // runs are both printed (the cost outside decode above is the direct measure).
+  std::printf(
+      "end-to-end tg ratio (sandbox/native): median of per-run ratios %.3f, best runs %.3f\n",
+      median(ratios),
+      *std::max_element(sandbox_tps.begin(), sandbox_tps.end()) /
+          *std::max_element(native_tps.begin(), native_tps.end()));
   return 0;
 }
 

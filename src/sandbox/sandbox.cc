@@ -404,6 +404,9 @@ void Sandbox::Impl::worker_loop(int /*index*/) {
       // The isolate's heap hit its limit: start over with a fresh one.
       cache.clear();
       isolate.reset();
+    } else if (r.instance_discarded) {
+      // A memory bomb's 64 MiB would otherwise stay until the engine's next collection.
+      isolate->collect_garbage();
     }
     job->promise.set_value(std::move(r));
   }

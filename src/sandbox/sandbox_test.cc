@@ -143,6 +143,32 @@ TEST_F(SandboxTest, MemoryBomb) {
   expect_hostile("memory_bomb", RequestError::MEMORY_LIMIT, "memory limit reached (64 MiB)");
 }
 
+double rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
+
+// Each bomb fills 64 MiB; discarded instances' memories are freed, not accumulated.
+TEST_F(SandboxTest, RepeatedMemoryBombsDoNotAccumulate) {
+  add("memory_bomb", [] {
+    TenantLimits l = short_limits();
+    l.call_time = std::chrono::milliseconds(5000);
+    return l;
+  }());
+  (void)sandbox_->run_request("memory_bomb", normal_request(), nullptr);
+  const double before = rss_mib();
+  for (int i = 0; i < 8; ++i) {
+    auto r = sandbox_->run_request("memory_bomb", normal_request(), nullptr);
+    EXPECT_EQ(r.error, RequestError::MEMORY_LIMIT) << r.message;
+  }
+  EXPECT_LT(rss_mib() - before, 256.0);
+  expect_normal_ok();
+}
+
 TEST_F(SandboxTest, OutOfBoundsAccess) {
   add("out_of_bounds");
   expect_hostile("out_of_bounds", RequestError::TRAP, "memory access out of bounds");

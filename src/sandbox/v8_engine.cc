@@ -155,6 +155,10 @@ class V8Isolate final : public WasmIsolate {
       const InstanceOptions& options) override;
 
   void terminate() override { isolate_->TerminateExecution(); }
+  void collect_garbage() override {
+    v8::Isolate::Scope iscope(isolate_);
+    isolate_->LowMemoryNotification();
+  }
 
   v8::Isolate* isolate() const { return isolate_; }
   WatchSlot* slot() const { return slot_; }

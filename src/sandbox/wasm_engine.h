@@ -136,6 +136,9 @@ class WasmIsolate {
       const InstanceOptions& options) = 0;
   // Stops the guest code running in this isolate now (from any thread).
   virtual void terminate() = 0;
+  // Frees what discarded instances left behind (their linear memories) now rather than at the
+  // engine's next collection. Costs a full collection: called after a faulted instance is dropped.
+  virtual void collect_garbage() = 0;
 };
 
 struct EngineOptions {
