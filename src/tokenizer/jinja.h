@@ -108,8 +108,17 @@ struct CallArgs {
 // Python ==, with 1 == 1.0 == True and element-wise arrays/dicts.
 bool values_equal(const Value& a, const Value& b);
 
-// json.dumps(value, ensure_ascii=False, indent=indent (<0: none), sort_keys=sort_keys).
-Expected<std::string> to_json(const Value& v, int indent = -1, bool sort_keys = false);
+// Python json.dumps options.
+struct JsonOptions {
+  int indent = -1;  // < 0: no newlines
+  bool sort_keys = false;
+  bool ensure_ascii = false;       // escape non-ASCII as \uXXXX
+  const char* item_sep = nullptr;  // default ", " (or "," with indent)
+  const char* key_sep = nullptr;   // default ": "
+};
+
+// json.dumps(value, ...) with the given options (defaults: ensure_ascii=False, compact).
+Expected<std::string> to_json(const Value& v, const JsonOptions& options = {});
 
 // Bounds for untrusted templates.
 struct Limits {

@@ -1633,21 +1633,30 @@ class Renderer {
     if (name == "e" || name == "escape" || name == "forceescape")
       return make_string(html_escape(v.to_str()));
     if (name == "tojson") {
+      // transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
       REALM_TRY(b.check(4, {"ensure_ascii", "indent", "separators", "sort_keys"}));
       const Value* ea = b.get(0, "ensure_ascii");
-      if (ea && ea->truthy()) return make_error("tojson(ensure_ascii=True) is not supported");
       const Value* ind = b.get(1, "indent");
       const Value* seps = b.get(2, "separators");
       const Value* sk = b.get(3, "sort_keys");
-      if (seps && !seps->is_none()) return make_error("tojson(separators=...) is not supported");
-      int indent = -1;
+      JsonOptions o;
+      o.ensure_ascii = ea && ea->truthy();
+      o.sort_keys = sk && sk->truthy();
       if (ind && !ind->is_none()) {
         if (!ind->is_int() || ind->as_int() < 0 || ind->as_int() > 64) {
           return make_error("tojson indent must be an integer from 0 to 64");
         }
-        indent = static_cast<int>(ind->as_int());
+        o.indent = static_cast<int>(ind->as_int());
       }
-      JTRY(json, to_json(v, indent, sk && sk->truthy()));
+      if (seps && !seps->is_none()) {
+        if (!seps->is_array() || seps->as_array().size() != 2 || !seps->as_array()[0].is_string() ||
+            !seps->as_array()[1].is_string()) {
+          return make_error("tojson separators must be a pair of strings");
+        }
+        o.item_sep = seps->as_array()[0].as_string().c_str();
+        o.key_sep = seps->as_array()[1].as_string().c_str();
+      }
+      JTRY(json, to_json(v, o));
       return make_string(std::move(json));
     }
     if (name == "d" || name == "default") {

@@ -288,9 +288,26 @@ std::string str_repr(const std::string& s) {
   return out;
 }
 
-void json_string(std::string& out, const std::string& s) {
+void json_string(std::string& out, const std::string& s, bool ensure_ascii) {
   out += '"';
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (ensure_ascii && c >= 0x80) {
+      size_t len;
+      char32_t cp = decode_utf8(s, i, &len);
+      char b[16];
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        std::snprintf(b, sizeof b, "\\u%04x\\u%04x", 0xD800 + static_cast<unsigned>(cp >> 10),
+                      0xDC00 + static_cast<unsigned>(cp & 0x3FF));
+      } else {
+        std::snprintf(b, sizeof b, "\\u%04x", static_cast<unsigned>(cp));
+      }
+      out += b;
+      i += len;
+      continue;
+    }
+    ++i;
     switch (c) {
       case '"':
         out += "\\\"";
@@ -326,7 +343,8 @@ void json_string(std::string& out, const std::string& s) {
   out += '"';
 }
 
-Status json_value(std::string& out, const Value& v, int indent, bool sort_keys, int level) {
+Status json_value(std::string& out, const Value& v, const JsonOptions& o, int level) {
+  const int indent = o.indent;
   if (level > 512) return make_error("tojson: value nested too deeply");
   auto newline = [&](int lvl) {
     if (indent >= 0) {
@@ -334,7 +352,8 @@ Status json_value(std::string& out, const Value& v, int indent, bool sort_keys, 
       out.append(static_cast<size_t>(indent) * static_cast<size_t>(lvl), ' ');
     }
   };
-  const char* item_sep = indent >= 0 ? "," : ", ";
+  const char* item_sep = o.item_sep ? o.item_sep : indent >= 0 ? "," : ", ";
+  const char* key_sep = o.key_sep ? o.key_sep : ": ";
   switch (v.kind()) {
     case Value::Kind::UNDEFINED:
       return make_error("tojson: Object of type Undefined is not JSON serializable");
@@ -361,7 +380,7 @@ Status json_value(std::string& out, const Value& v, int indent, bool sort_keys, 
       return {};
     }
     case Value::Kind::STRING:
-      json_string(out, v.as_string());
+      json_string(out, v.as_string(), o.ensure_ascii);
       return {};
     case Value::Kind::ARRAY: {
       const Array& a = v.as_array();
@@ -373,7 +392,7 @@ Status json_value(std::string& out, const Value& v, int indent, bool sort_keys, 
       for (size_t i = 0; i < a.size(); ++i) {
         if (i) out += item_sep;
         newline(level + 1);
-        REALM_TRY(json_value(out, a[i], indent, sort_keys, level + 1));
+        REALM_TRY(json_value(out, a[i], o, level + 1));
       }
       newline(level);
       out += ']';
@@ -387,7 +406,7 @@ Status json_value(std::string& out, const Value& v, int indent, bool sort_keys, 
       }
       std::vector<size_t> order(items.size());
       for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-      if (sort_keys) {
+      if (o.sort_keys) {
         std::stable_sort(order.begin(), order.end(),
                          [&](size_t a, size_t b) { return items[a].first < items[b].first; });
       }
@@ -395,9 +414,9 @@ Status json_value(std::string& out, const Value& v, int indent, bool sort_keys, 
       for (size_t i = 0; i < order.size(); ++i) {
         if (i) out += item_sep;
         newline(level + 1);
-        json_string(out, items[order[i]].first);
-        out += ": ";
-        REALM_TRY(json_value(out, items[order[i]].second, indent, sort_keys, level + 1));
+        json_string(out, items[order[i]].first, o.ensure_ascii);
+        out += key_sep;
+        REALM_TRY(json_value(out, items[order[i]].second, o, level + 1));
       }
       newline(level);
       out += '}';
@@ -543,9 +562,9 @@ bool values_equal(const Value& a, const Value& b) {
   }
 }
 
-Expected<std::string> to_json(const Value& v, int indent, bool sort_keys) {
+Expected<std::string> to_json(const Value& v, const JsonOptions& options) {
   std::string out;
-  REALM_TRY(json_value(out, v, indent, sort_keys, 0));
+  REALM_TRY(json_value(out, v, options, 0));
   return out;
 }
 
