@@ -56,6 +56,19 @@ with tempfile.TemporaryDirectory() as tmp:
         check(j["ids"] == p["continuation_token_ids"], f"sandbox {p['prompt']!r}: ids differ")
         check(j["text"] == p["continuation_text"], f"sandbox {p['prompt']!r}: text {j['text']!r}")
         check(j["stop"] == "length", f"sandbox stop {j['stop']}")
+    # The same on the 32k-vocab Llama-2 tokenizer model: sandbox ids == native ids == llama.cpp's.
+    tiny = os.path.join(shared, "models/llama-2-tiny-random.gguf")
+    tref = json.load(open(os.path.join(shared, "models/reference/llama-2-tiny-random.json")))
+    for p in tref["prompts"]:
+        outs = []
+        for mode in ([], ["--no-sandbox"]):
+            r = realm_cmd("run", "-m", tiny, "-p", p["prompt"], "-n", "64", "--temp", "0",
+                          "-c", "512", "--json", "-t", "2", *mode)
+            check(r.returncode == 0, f"tiny {mode} {p['prompt']!r}: {r.stderr}")
+            outs.append(json.loads(r.stdout)["ids"] if r.returncode == 0 else None)
+        check(outs[0] is not None and outs[0] == outs[1],
+              f"tiny {p['prompt']!r}: sandbox and native ids differ")
+        check(outs[1] == p["continuation_token_ids"], f"tiny {p['prompt']!r}: ids differ from llama.cpp")
     # Sampled (seeded) generation with penalties and a stop string: sandbox == native.
     args = ["run", "-m", stories, "-p", "Once upon a time", "-n", "48", "--seed", "7",
             "--repeat-penalty", "1.1", "--stop", "park", "--json", "-t", "2"]
@@ -75,6 +88,18 @@ with tempfile.TemporaryDirectory() as tmp:
         r = realm_cmd("run", "-m", stories, "-p", "x", "--guest", trap_guest)
         check(r.returncode == 1 and "guest trapped" in r.stderr and "unreachable" in r.stderr,
               f"trapping guest: {r.returncode} {r.stderr!r}")
+    # The example custom guest (its own stop rule: one sentence by default) through --guest.
+    sentence_guest = os.path.join(guests, "realm_sentence.wasm")
+    if os.path.exists(sentence_guest):
+        r = realm_cmd("run", "-m", stories, "-p", "Once upon a time", "-n", "64", "--temp", "0",
+                      "--json", "--guest", sentence_guest)
+        check(r.returncode == 0, f"--guest realm_sentence: {r.stderr}")
+        if r.returncode == 0:
+            j = json.loads(r.stdout)
+            want = ref["prompts"][0]["continuation_token_ids"]
+            check(j["stop"] == "stop" and j["text"].endswith(".") and
+                  j["ids"] == want[:len(j["ids"])] and len(j["ids"]) < 64,
+                  f"--guest realm_sentence: {j}")
     r = realm_cmd("run", "-m", stories, "-p", "x", "--guest", stories)
     check(r.returncode == 1 and "not a WebAssembly module" in r.stderr, f"non-wasm guest: {r.stderr!r}")
 
