@@ -63,6 +63,16 @@ TEST(Jinja, RuntimeErrorsCarryPosition) {
   EXPECT_TRUE(contains(render("{{ x is frobnicated }}"), "unknown test"));
 }
 
+TEST(Jinja, Globals) {
+  EXPECT_EQ(render("{{ strftime_now('%Y') | length }} {{ strftime_now('%Y') | int > 2000 }}"),
+            "4 True");
+  EXPECT_EQ(render("{{ range(2, 7, 2) | list }} {{ dict(a=1) }} {{ namespace(x=2).x }}"),
+            "[2, 4, 6] {'a': 1} 2");
+  Value ctx = Value::object();
+  ctx.set("range", Value::string("shadowed"));
+  EXPECT_EQ(render("{{ range }}", ctx), "shadowed");
+}
+
 TEST(Jinja, UndefinedIsLenient) {
   EXPECT_EQ(render("[{{ nothing }}][{{ nothing | length }}][{{ {}.missing }}]"), "[][0][]");
   EXPECT_EQ(render("{% for x in nothing %}x{% else %}empty{% endfor %}"), "empty");
