@@ -1,5 +1,6 @@
 #include "guest/generator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -371,7 +372,7 @@ int32_t Generator::run(const OpenModel& m, const Request& req, const json::Value
   // logic, with the first piece's leading space kept, as engine::generate does).
   tok::Utf8Stream decoder;
   std::vector<int32_t> history = prompt;
-  history.reserve(prompt.size() + static_cast<size_t>(req.max_tokens));
+  history.reserve(prompt.size() + static_cast<size_t>(std::min(req.max_tokens, 4096)));
   logits_.resize(static_cast<size_t>(m.info.n_vocab));
   const int32_t n_logprobs = req.top_logprobs;
 

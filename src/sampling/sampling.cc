@@ -331,19 +331,14 @@ float token_logprob(std::span<const float> logits, int32_t id) {
 }
 
 std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t n) {
-  n = std::min(n, logits.size());
-  std::vector<int32_t> ids(logits.size());
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
-  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(),
-                    [&](int32_t a, int32_t b) {
-                      float la = logits[static_cast<size_t>(a)],
-                            lb = logits[static_cast<size_t>(b)];
-                      return la > lb || (la == lb && a < b);
-                    });
+  // The n best in (logit desc, id asc) order, selected in one pass.
+  Candidates best;
+  best.reset_top_k(logits, n);
   const double lse = log_sum_exp(logits);
   std::vector<TokenLogprob> out;
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back({ids[i], static_cast<float>(logits[static_cast<size_t>(ids[i])] - lse)});
+  out.reserve(best.data().size());
+  for (const auto& t : best.data()) {
+    out.push_back({t.id, static_cast<float>(logits[static_cast<size_t>(t.id)] - lse)});
   }
   return out;
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -187,6 +188,26 @@ TEST(Sampling, Logprobs) {
   for (int i = 0; i < 4; ++i) total += std::exp(token_logprob(logits, i));
   EXPECT_NEAR(total, 1.0, 1e-6);
   EXPECT_FLOAT_EQ(top[0].logprob, token_logprob(logits, 1));
+}
+
+TEST(Sampling, TopLogprobsMatchAFullSort) {
+  std::vector<float> logits(5000);
+  for (size_t i = 0; i < logits.size(); ++i) {
+    logits[i] = static_cast<float>((i * 7919) % 97) * 0.125f;  // many exact ties
+  }
+  std::vector<int32_t> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  std::stable_sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
+    return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)];
+  });
+  for (size_t n : {0, 1, 5, 40, 5000, 6000}) {
+    const auto top = top_logprobs(logits, n);
+    ASSERT_EQ(top.size(), std::min(n, logits.size()));
+    for (size_t i = 0; i < top.size(); ++i) {
+      ASSERT_EQ(top[i].id, ids[i]) << n << " " << i;
+      ASSERT_EQ(top[i].logprob, token_logprob(logits, ids[i]));
+    }
+  }
 }
 
 TEST(StopMatcher, HoldsBackPartialMatchesAcrossPieces) {
