@@ -206,7 +206,7 @@ TEST(Jinja, MutatedTemplatesNeverCrash) {
   ctx.set("messages", Value::array({msg, msg}));
   ctx.set("add_generation_prompt", Value::boolean(true));
   std::mt19937 rng(1234);
-  const std::string alphabet = "{}%#-+()[]'\"|.,:~*/ \nabcxyz0123456789=<>!";
+  const std::string alphabet = "{}%#-+()[]'\"|.,:~*/ \nabcxyz0123456789=<>!\xff\xc3\xa9";
   int n_ok = 0, n_err = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
     std::ifstream in(e.path(), std::ios::binary);
