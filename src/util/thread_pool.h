@@ -1,7 +1,12 @@
 // ThreadPool: a fixed set of worker threads running one parallel_for at a time. The calling
 // thread takes part as worker 0, so a pool of n threads starts n - 1 helpers.
+//
+// A decode step issues a few hundred short parallel_for calls, so waking the workers must cost
+// far less than a condition-variable round trip: workers spin briefly on an atomic generation
+// counter before they sleep, and the caller spins on the count of unfinished chunks.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -31,13 +36,15 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> threads_;
-  std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
+  // The job: written by the caller before generation_ is bumped, read by workers after.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, grain_ = 1;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int sleeping_ = 0;  // guarded by mu_
 };
 
 }  // namespace realm
