@@ -343,6 +343,64 @@ TEST(SandboxEngine, ExportsInTheWrongOrder) {
   }
 }
 
+// A module that grows a funcref table without end: the table lives on the isolate's own heap (not
+// in linear memory), so this is what the NearHeapLimitCallback is for. The call must end with
+// HEAP_LIMIT instead of V8 aborting the process.
+std::vector<uint8_t> table_bomb_module() {
+  std::vector<uint8_t> m = {0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00};
+  auto add = [&](uint8_t id, std::vector<uint8_t> body) {
+    m.push_back(id);
+    m.push_back(static_cast<uint8_t>(body.size()));
+    m.insert(m.end(), body.begin(), body.end());
+  };
+  add(1, {1, 0x60, 0, 1, 0x7f});                                            // () -> i32
+  add(2, {1, 3, 'e', 'n', 'v', 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0, 1});  // env.memory
+  add(3, {1, 0});                                                           // func 0: type 0
+  add(4, {1, 0x70, 0, 0});                                                  // table funcref
+  add(7, {1, 4, 'g', 'r', 'o', 'w', 0, 0});                                 // export "grow"
+  // loop { table.grow(ref.null func, 1000000) != -1 ? continue : break } return 0
+  std::vector<uint8_t> body = {0x00, 0x03, 0x40, 0xd0, 0x70, 0x41, 0xc0, 0x84, 0x3d, 0xfc, 0x0f,
+                               0x00, 0x41, 0x7f, 0x47, 0x0d, 0x00, 0x0b, 0x41, 0x00, 0x0b};
+  std::vector<uint8_t> code = {1, static_cast<uint8_t>(body.size())};
+  code.insert(code.end(), body.begin(), body.end());
+  add(10, code);
+  return m;
+}
+
+TEST(SandboxEngine, EngineHeapLimitEndsTheCallNotTheProcess) {
+  EngineOptions eo;
+  eo.isolate_heap_bytes = uint64_t{16} << 20;
+  auto engine = make_v8_engine(eo);
+  ASSERT_TRUE(engine);
+  auto m = (*engine)->compile(table_bomb_module());
+  ASSERT_TRUE(m) << m.error().message;
+  {
+    auto iso = (*engine)->create_isolate();
+    ASSERT_TRUE(iso);
+    auto inst = (*iso)->instantiate(*m, {}, {});
+    ASSERT_TRUE(inst) << inst.error().message;
+    auto r = (*inst)->call("grow", {}, std::chrono::seconds(30));
+    EXPECT_EQ(r.fault, Fault::HEAP_LIMIT) << fault_name(r.fault) << ": " << r.message;
+  }
+  // The process goes on: a fresh isolate runs guests as before.
+  auto iso = (*engine)->create_isolate();
+  ASSERT_TRUE(iso);
+  auto normal = (*engine)->compile(read_bytes(kGuestDir + "/sbx_normal.wasm"));
+  ASSERT_TRUE(normal);
+  std::vector<HostImport> table;
+  for (const auto& e : (*normal)->info().imports) {
+    if (e.kind != ExternKind::FUNC) continue;
+    table.push_back(
+        {e.module, e.name, (*normal)->info().types[e.type_index],
+         [](HostCallContext&, std::span<const Val>) -> HostResult { return Val::make_i32(0); }});
+  }
+  auto inst = (*iso)->instantiate(*normal, table, {});
+  ASSERT_TRUE(inst) << inst.error().message;
+  auto v = (*inst)->call("realm_abi_version", {}, std::chrono::seconds(5));
+  ASSERT_TRUE(v.ok()) << v.message;
+  EXPECT_EQ(v.value->i32, 1);
+}
+
 // 32 requests live at once (each holds the others at a barrier in its first event), then all
 // decode together: the engine batches their steps.
 TEST(SandboxConcurrency, ThirtyTwoGuestsDecodeTogether) {
