@@ -368,15 +368,18 @@ class Renderer {
   }
 
  private:
-  // A variable of a scope. `declared_only`: the frame assigns this name later (Jinja compiles
-  // frame-level `set`s to locals): the frame itself still reads the outer value, nested frames
-  // (loop bodies, macros, set blocks) read undefined.
+  // A variable of a scope, modelled on Jinja's compiled frames. VALUE: assigned. DECLARED: the
+  // frame assigns it later and no outer frame knows the name (Jinja's "missing"): the frame
+  // itself reads the outer value, nested frames read undefined. REF: the frame only mentions the
+  // name (lookups pass through); it makes a nested frame that assigns the name start from the
+  // outer value instead of "missing".
+  enum class VarState { VALUE, DECLARED, REF };
   struct Var {
-    Var(std::string n, Value v, bool d = false)
-        : name(std::move(n)), value(std::move(v)), declared_only(d) {}
+    Var(std::string n, Value v, VarState st = VarState::VALUE)
+        : name(std::move(n)), value(std::move(v)), state(st) {}
     std::string name;
     Value value;
-    bool declared_only;
+    VarState state;
   };
   using Scope = std::vector<Var>;
   static constexpr size_t kBaseScopes = 3;
@@ -452,8 +455,9 @@ class Renderer {
     for (size_t i = scopes_.size(); i-- > 0;) {
       for (const auto& var : scopes_[i]) {
         if (var.name != name) continue;
-        if (var.declared_only && i + 1 == scopes_.size()) break;  // own frame: look outward
-        return &var.value;  // (undefined when declared_only, seen from a nested frame)
+        if (var.state == VarState::REF) break;
+        if (var.state == VarState::DECLARED && i + 1 == scopes_.size()) break;  // own frame
+        return &var.value;  // (undefined when DECLARED, seen from a nested frame)
       }
     }
     return nullptr;
@@ -462,7 +466,7 @@ class Renderer {
     for (auto& var : scopes_.back()) {
       if (var.name == name) {
         var.value = std::move(v);
-        var.declared_only = false;
+        var.state = VarState::VALUE;
         return;
       }
     }
@@ -470,18 +474,17 @@ class Renderer {
   }
   // Pushes the scope of a frame that will run `body`, declaring the names the body assigns.
   void push_frame(const Body& body) {
-    scopes_.emplace_back();
-    Scope& scope = scopes_.back();
-    auto declare = [&](const std::string& name) {
+    // Names the frame reads before it assigns them are resolved from outside (no declaration),
+    // as Jinja does.
+    std::vector<std::string> stored, read_first, mentioned;
+    scan_frame(body, stored, read_first, mentioned);
+    Scope scope;
+    auto has_entry = [&](const std::string& n) {
       for (const auto& var : scope) {
-        if (var.name == name) return;
+        if (var.name == n) return true;
       }
-      scope.emplace_back(name, Value(), true);
+      return false;
     };
-    // Names the frame reads before it assigns them are resolved from outside at frame start
-    // (no declaration), as Jinja does.
-    std::vector<std::string> stored, read_first;
-    scan_frame(body, stored, read_first);
     for (const auto& st : body) {
       std::vector<const std::string*> names;
       if (st->kind == StmtKind::SET && st->text.empty()) {
@@ -492,26 +495,62 @@ class Renderer {
         names.push_back(&st->text);
       }
       for (const std::string* n : names) {
-        if (std::find(read_first.begin(), read_first.end(), *n) == read_first.end()) declare(*n);
+        if (has_entry(*n) ||
+            std::find(read_first.begin(), read_first.end(), *n) != read_first.end()) {
+          continue;
+        }
+        if (template_frames_mention(*n)) {
+          scope.emplace_back(*n, nested_view(*n));  // Jinja aliases the outer frame's variable
+        } else {
+          scope.emplace_back(*n, Value(), VarState::DECLARED);
+        }
       }
     }
+    for (const auto& n : mentioned) {
+      if (!has_entry(n)) scope.emplace_back(n, Value(), VarState::REF);
+    }
+    scopes_.push_back(std::move(scope));
+  }
+
+  bool template_frames_mention(const std::string& name) const {
+    for (size_t i = kBaseScopes - 1; i < scopes_.size(); ++i) {
+      for (const auto& var : scopes_[i]) {
+        if (var.name == name) return true;
+      }
+    }
+    return false;
+  }
+
+  // The value of `name` as a frame nested in the current one sees it.
+  Value nested_view(const std::string& name) const {
+    for (size_t i = scopes_.size(); i-- > 0;) {
+      for (const auto& var : scopes_[i]) {
+        if (var.name != name) continue;
+        if (var.state == VarState::REF) break;
+        return var.value;  // DECLARED holds undefined
+      }
+    }
+    return Value();
   }
 
   // Walks one frame's statements in order (not nested frames: loop bodies, macros, set blocks),
   // recording assigned names and the names read before their first assignment.
   static void scan_frame(const Body& body, std::vector<std::string>& stored,
-                         std::vector<std::string>& read_first) {
+                         std::vector<std::string>& read_first,
+                         std::vector<std::string>& mentioned) {
     auto has = [](const std::vector<std::string>& v, const std::string& n) {
       return std::find(v.begin(), v.end(), n) != v.end();
     };
     auto store = [&](const std::string& n) {
       if (!has(stored, n)) stored.push_back(n);
+      if (!has(mentioned, n)) mentioned.push_back(n);
     };
     std::function<void(const Expr*)> loads = [&](const Expr* e) {
       if (!e) return;
       if (e->kind == ExprKind::NAME && !has(stored, e->name) && !has(read_first, e->name)) {
         read_first.push_back(e->name);
       }
+      if (e->kind == ExprKind::NAME && !has(mentioned, e->name)) mentioned.push_back(e->name);
       for (const auto& a : e->args) loads(a.get());
       for (const auto& a : e->kw_values) loads(a.get());
     };
@@ -522,7 +561,7 @@ class Renderer {
           break;
         case StmtKind::IF:
           for (const auto& c : st->exprs) loads(c.get());
-          for (const auto& b : st->bodies) scan_frame(b, stored, read_first);
+          for (const auto& b : st->bodies) scan_frame(b, stored, read_first, mentioned);
           break;
         case StmtKind::FOR:
           loads(st->exprs[0].get());
