@@ -34,6 +34,7 @@ class Tokenizer {
   // control-token text ("<|im_end|>", "</s>") becomes that token; user-defined tokens are always
   // matched (as in llama.cpp). Bytes that are not valid UTF-8 never fail: SPM encodes them as
   // byte tokens, BPE replaces each with U+FFFD (llama.cpp's behaviour).
+  // Thread-safe: a Tokenizer is immutable after loading and may be shared by many threads.
   std::vector<TokenId> encode(std::string_view text, bool add_special, bool parse_special) const;
 
   // One token's text (see Vocab::token_to_piece).
