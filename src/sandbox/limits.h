@@ -23,7 +23,7 @@ struct TenantLimits {
   uint64_t max_output_bytes = uint64_t{16} << 20;  // emitted bytes per request
   uint64_t max_event_bytes = uint64_t{1} << 20;    // one emitted event
   uint64_t max_log_bytes = uint64_t{64} << 10;     // log + stdout/stderr per request
-  int64_t max_session_ctx = 32768;                 // largest n_ctx of one session
+  int64_t max_session_ctx = 8192;                  // largest n_ctx of one session
 };
 
 struct TenantRecord {
