@@ -136,7 +136,8 @@ static inline int realm_range_ok(const void* ptr, int32_t len) {
 }
 
 /* Defines the three exports every guest has in the same form: realm_abi_version, realm_alloc
- * (malloc) and realm_free. Use once, at file scope, in one source file of a module. */
+ * (malloc) and realm_free. Use once, at file scope, in one source file of a module (in C++,
+ * inside an extern "C" block, as guest_exports.cc does). */
 #define REALM_DEFINE_STANDARD_EXPORTS()                             \
   REALM_EXPORT(realm_abi_version) int32_t realm_abi_version(void) { \
     return REALM_ABI_VERSION;                                       \
