@@ -401,6 +401,38 @@ TEST(SandboxEngine, EngineHeapLimitEndsTheCallNotTheProcess) {
   EXPECT_EQ(v.value->i32, 1);
 }
 
+// While one tenant spins until its time limit and another bombs its memory, a third tenant's
+// requests on the other worker complete normally.
+TEST(SandboxConcurrency, OtherTenantsKeepRunning) {
+  SandboxOptions o;
+  o.n_workers = 3;
+  o.log = [](const std::string&, int, std::string_view) {};
+  auto sb = Sandbox::create(o);
+  ASSERT_TRUE(sb) << sb.error().message;
+  auto model = model::Model::load(shared_path("models/stories260K.gguf"));
+  ASSERT_TRUE(model);
+  ASSERT_TRUE((*sb)->add_model("stories", *model, {1, 512}));
+  TenantLimits l;
+  l.call_time = std::chrono::milliseconds(1500);
+  for (const char* name : {"normal", "loop_generate", "memory_bomb"}) {
+    auto m = (*sb)->load_module(kGuestDir + "/sbx_" + name + ".wasm");
+    ASSERT_TRUE(m) << m.error().message;
+    ASSERT_TRUE((*sb)->add_tenant({name, {"stories"}, l}, *m));
+  }
+  const std::string req = R"({"model":"stories","prompt":"Once upon a time","max_tokens":8})";
+  auto spin = (*sb)->submit("loop_generate", req, nullptr);
+  auto bomb = (*sb)->submit("memory_bomb", req, nullptr);
+  int ok = 0;
+  while (spin.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    auto r = (*sb)->run_request("normal", req, nullptr);
+    EXPECT_TRUE(r.ok()) << r.message;
+    ok += r.ok();
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_EQ(spin.get().error, RequestError::TIMEOUT);
+  EXPECT_EQ(bomb.get().error, RequestError::MEMORY_LIMIT);
+}
+
 // 32 requests live at once (each holds the others at a barrier in its first event), then all
 // decode together: the engine batches their steps.
 TEST(SandboxConcurrency, ThirtyTwoGuestsDecodeTogether) {
