@@ -1438,8 +1438,97 @@ class Renderer {
 
   // ---- operators ----
 
+  // Python's printf-style `format % args` for %s %r %d %i %f %F %e %E %g %G %x %X %o %c %%
+  // with flags (- 0 + space #), width and precision; a tuple gives several arguments.
+  Expected<std::string> percent_format(const std::string& fmt, const Value& arg) {
+    std::vector<Value> args;
+    if (arg.is_tuple()) {
+      args = arg.as_array();
+    } else {
+      args.push_back(arg);
+    }
+    size_t next = 0;
+    std::string out;
+    for (size_t i = 0; i < fmt.size(); ++i) {
+      if (fmt[i] != '%') {
+        out += fmt[i];
+        continue;
+      }
+      size_t j = i + 1;
+      if (j < fmt.size() && fmt[j] == '%') {
+        out += '%';
+        i = j;
+        continue;
+      }
+      if (j < fmt.size() && fmt[j] == '(') return make_error("%(name) formats are not supported");
+      std::string spec = "%";
+      while (j < fmt.size() && std::strchr("-0+ #", fmt[j])) spec += fmt[j++];
+      while (j < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[j]))) spec += fmt[j++];
+      if (j < fmt.size() && fmt[j] == '.') {
+        spec += fmt[j++];
+        while (j < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[j]))) spec += fmt[j++];
+      }
+      if (spec.size() > 12) return make_error("format specification too long");
+      if (j >= fmt.size()) return make_error("incomplete format");
+      char type = fmt[j];
+      i = j;
+      if (next >= args.size()) return make_error("not enough arguments for format string");
+      const Value& v = args[next++];
+      char buf[512];
+      if (type == 's' || type == 'r') {
+        std::string text = type == 's' ? v.to_str() : v.repr();
+        // Width and precision count code points; keep it simple: bytes for ASCII, else none.
+        std::string f = spec + "s";
+        if (spec == "%") {
+          out += text;
+        } else {
+          int n = std::snprintf(buf, sizeof buf, f.c_str(), text.c_str());
+          if (n < 0 || static_cast<size_t>(n) >= sizeof buf)
+            return make_error("formatted value too long");
+          out += buf;
+        }
+        continue;
+      }
+      if (!v.is_number()) {
+        return make_error("%", std::string(1, type), " format: a real number is required, not ",
+                          type_name(v));
+      }
+      int n;
+      if (type == 'd' || type == 'i' || type == 'x' || type == 'X' || type == 'o' || type == 'c') {
+        int64_t x = v.is_float() ? static_cast<int64_t>(v.as_double()) : v.as_int();
+        if (v.is_float() && (!std::isfinite(v.as_double()) || std::fabs(v.as_double()) >= 9.2e18)) {
+          return make_error("cannot convert float to integer");
+        }
+        if (type == 'c') {
+          if (x < 0 || x > 0x10FFFF) return make_error("%c arg not in range(0x110000)");
+          append_utf8(out, static_cast<char32_t>(x));
+          continue;
+        }
+        std::string f = spec + "ll" + (type == 'i' ? 'd' : type);
+        n = std::snprintf(buf, sizeof buf, f.c_str(), static_cast<long long>(x));
+      } else if (std::strchr("fFeEgG", type)) {
+        std::string f = spec + type;
+        n = std::snprintf(buf, sizeof buf, f.c_str(), v.as_double());
+      } else {
+        return make_error("unsupported format character '", std::string(1, type), "'");
+      }
+      if (n < 0 || static_cast<size_t>(n) >= sizeof buf)
+        return make_error("formatted value too long");
+      out += buf;
+      if (out.size() > limits_.max_output_bytes) return make_error("formatted string too large");
+    }
+    if (next < args.size() && !(args.size() == 1 && arg.is_object())) {
+      return make_error("not all arguments converted during string formatting");
+    }
+    return out;
+  }
+
   Expected<Value> binary(const std::string& op, const Value& l, const Value& r) {
     if (op == "~") return make_string(l.to_str() + r.to_str());
+    if (op == "%" && l.is_string() && !r.is_undefined()) {
+      JTRY(text, percent_format(l.as_string(), r));
+      return make_string(std::move(text));
+    }
     if (l.is_undefined() || r.is_undefined()) {
       return make_error("unsupported operand: undefined value in '", op, "'");
     }
@@ -1825,6 +1914,14 @@ class Renderer {
       else
         return make_error("method must be common, ceil or floor");
       return Value::number(x / scale);
+    }
+    if (name == "format") {
+      if (!a.args.empty() && !a.kwargs.empty()) {
+        return make_error("can't handle positional and keyword arguments at the same time");
+      }
+      if (!a.kwargs.empty()) return make_error("format() with keyword arguments is not supported");
+      JTRY(text, percent_format(v.to_str(), Value::tuple(a.args)));
+      return make_string(std::move(text));
     }
     if (name == "wordcount") {
       JTRY(words, split(v.to_str(), nullptr, -1, false));
