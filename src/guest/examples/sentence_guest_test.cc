@@ -94,9 +94,9 @@ TEST_F(SentenceGuest, StopsAfterTheRequestedSentences) {
   ASSERT_GE(sentence_ends(full.text), 3u) << full.text;
   for (int n : {1, 2, 3}) {
     const GuestRun r = run({{"prompt", "Once upon a time"},
-                       {"max_tokens", 200},
-                       {"temperature", 0},
-                       {"max_sentences", n}});
+                            {"max_tokens", 200},
+                            {"temperature", 0},
+                            {"max_sentences", n}});
     ASSERT_EQ(r.rc, REALM_OK);
     EXPECT_EQ(r.finish, "stop");
     EXPECT_EQ(sentence_ends(r.text), static_cast<size_t>(n)) << r.text;
@@ -112,10 +112,10 @@ TEST_F(SentenceGuest, StopsAfterTheRequestedSentences) {
 TEST_F(SentenceGuest, BansTokens) {
   const auto full = native("Once upon a time", 8);
   const GuestRun r = run({{"prompt", "Once upon a time"},
-                     {"max_tokens", 8},
-                     {"temperature", 0},
-                     {"max_sentences", 100},
-                     {"ban_ids", {full.ids[0]}}});
+                          {"max_tokens", 8},
+                          {"temperature", 0},
+                          {"max_sentences", 100},
+                          {"ban_ids", {full.ids[0]}}});
   ASSERT_EQ(r.rc, REALM_OK);
   ASSERT_FALSE(r.ids.empty());
   EXPECT_NE(r.ids[0], full.ids[0]);
