@@ -473,16 +473,21 @@ std::string InstanceState::last_error(int32_t handle) {
   const auto limit = limits->call_time(tenant->record);
   constexpr int32_t kCap = 4096;
   CallResult a = wasm->call("realm_alloc", std::vector<Val>{Val::make_i32(kCap)}, limit);
+  if (!a.ok()) faulted = true;
   if (!a.ok() || !a.value || a.value->i32 == 0) return "";
   const int32_t buf = a.value->i32;
   CallResult e = wasm->call(
       "realm_last_error",
       std::vector<Val>{Val::make_i32(handle), Val::make_i32(buf), Val::make_i32(kCap)}, limit);
   std::string out;
-  if (e.ok() && e.value && e.value->i32 > 0 && e.value->i32 <= kCap) {
+  if (!e.ok()) {
+    faulted = true;
+    return "(realm_last_error failed: " + e.message + ")";
+  }
+  if (e.value && e.value->i32 > 0 && e.value->i32 <= kCap) {
     if (auto s = wasm->memory().string(guest_u32(buf), guest_u32(e.value->i32))) out.assign(*s);
   }
-  (void)wasm->call("realm_free", std::vector<Val>{Val::make_i32(buf)}, limit);
+  if (!wasm->call("realm_free", std::vector<Val>{Val::make_i32(buf)}, limit).ok()) faulted = true;
   return out;
 }
 

@@ -162,8 +162,10 @@ struct InstanceState {
   void end_request();
   // Whether the guest memory has (nearly) reached its cap.
   bool memory_at_cap() const;
-  // The guest's realm_last_error(handle) text ("" when unavailable); bounded.
+  // The guest's realm_last_error(handle) text ("" when unavailable); bounded. A fault in these
+  // calls sets `faulted` (the instance is then discarded).
   std::string last_error(int32_t handle);
+  bool faulted = false;
 };
 
 std::vector<HostImport> make_host_imports();

@@ -355,6 +355,7 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
     }
   } while (false);
 
+  if (st->faulted) discard = true;  // realm_last_error trapped or timed out
   r.final_json = req.final_json;
   r.n_events = req.n_events;
   r.output_bytes = req.output_bytes;
