@@ -1517,7 +1517,8 @@ class Renderer {
       out += buf;
       if (out.size() > limits_.max_output_bytes) return make_error("formatted string too large");
     }
-    if (next < args.size() && !(args.size() == 1 && arg.is_object())) {
+    // Python lets a mapping-like argument (dict, list) go unused.
+    if (next < args.size() && !(!arg.is_tuple() && (arg.is_object() || arg.is_array()))) {
       return make_error("not all arguments converted during string formatting");
     }
     return out;
@@ -1703,12 +1704,14 @@ class Renderer {
       return str_predicate(v.to_str(), name == "lower" ? "islower" : "isupper");
     }
     if (name == "odd" || name == "even" || name == "divisibleby") {
-      if (!v.is_int() && !v.is_bool()) return make_error("test '", name, "' needs an integer");
-      if (name == "odd") return floor_mod(v.as_int(), 2) == 1;
-      if (name == "even") return floor_mod(v.as_int(), 2) == 0;
-      JTRY(d, arg0());
-      if (!d.is_int() || d.as_int() == 0) return make_error("divisibleby needs a non-zero integer");
-      return floor_mod(v.as_int(), d.as_int()) == 0;
+      // Jinja: value % 2 == 1, value % 2 == 0, value % num == 0 (Python numbers).
+      Value divisor = Value::integer(2);
+      if (name == "divisibleby") {
+        JTRY(d, arg0());
+        divisor = d;
+      }
+      JTRY(rem, binary("%", v, divisor));
+      return values_equal(rem, Value::integer(name == "odd" ? 1 : 0));
     }
     static const char* const kCompare[][2] = {
         {"eq", "=="}, {"equalto", "=="}, {"==", "=="},      {"ne", "!="},
@@ -1923,9 +1926,15 @@ class Renderer {
       JTRY(text, percent_format(v.to_str(), Value::tuple(a.args)));
       return make_string(std::move(text));
     }
-    if (name == "wordcount") {
-      JTRY(words, split(v.to_str(), nullptr, -1, false));
-      return Value::integer(static_cast<int64_t>(words.as_array().size()));
+    if (name == "wordcount") {  // runs of \w (letters, digits, _; non-ASCII counts as a letter)
+      int64_t words = 0;
+      bool in_word = false;
+      for (unsigned char c : v.to_str()) {
+        bool w = std::isalnum(c) || c == '_' || c >= 0x80;
+        if (w && !in_word) ++words;
+        in_word = w;
+      }
+      return Value::integer(words);
     }
     if (name == "indent") return indent(v, b);
     if (name == "attr") {
