@@ -428,13 +428,15 @@ int32_t Generator::run(const OpenModel& m, const Request& req, const json::Value
     json::append_string(event_, text);
     event_ += ",\"id\":";
     json::append_int(event_, id);
+    double lse = 0;
     if (req.logprobs || n_logprobs > 0) {
+      lse = sampling::log_sum_exp(logits_);
       event_ += ",\"logprob\":";
-      json::append_number(event_, sampling::token_logprob(logits_, id));
+      json::append_number(event_, sampling::token_logprob(logits_, id, lse));
     }
     if (n_logprobs > 0) {
       event_ += ",\"top_logprobs\":[";
-      const auto top = sampling::top_logprobs(logits_, static_cast<size_t>(n_logprobs));
+      const auto top = sampling::top_logprobs(logits_, static_cast<size_t>(n_logprobs), lse);
       for (size_t k = 0; k < top.size(); ++k) {
         if (k) event_.push_back(',');
         event_ += "{\"id\":";

@@ -312,9 +312,6 @@ int32_t SamplerChain::sample(std::span<const float> logits, const History& histo
   return cand_.data().back().id;
 }
 
-namespace {
-
-// log(sum(exp(logits))) computed stably.
 double log_sum_exp(std::span<const float> logits) {
   float max_l = -INFINITY;
   for (float l : logits) max_l = std::max(max_l, l);
@@ -323,18 +320,24 @@ double log_sum_exp(std::span<const float> logits) {
   return max_l + std::log(sum);
 }
 
-}  // namespace
-
 float token_logprob(std::span<const float> logits, int32_t id) {
   if (id < 0 || static_cast<size_t>(id) >= logits.size()) return -INFINITY;
-  return static_cast<float>(logits[static_cast<size_t>(id)] - log_sum_exp(logits));
+  return token_logprob(logits, id, log_sum_exp(logits));
+}
+
+float token_logprob(std::span<const float> logits, int32_t id, double lse) {
+  if (id < 0 || static_cast<size_t>(id) >= logits.size()) return -INFINITY;
+  return static_cast<float>(logits[static_cast<size_t>(id)] - lse);
 }
 
 std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t n) {
+  return top_logprobs(logits, n, log_sum_exp(logits));
+}
+
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t n, double lse) {
   // The n best in (logit desc, id asc) order, selected in one pass.
   Candidates best;
   best.reset_top_k(logits, n);
-  const double lse = log_sum_exp(logits);
   std::vector<TokenLogprob> out;
   out.reserve(best.data().size());
   for (const auto& t : best.data()) {

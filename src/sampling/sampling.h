@@ -111,6 +111,11 @@ struct TokenLogprob {
 };
 float token_logprob(std::span<const float> logits, int32_t id);
 std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t n);
+// log(sum(exp(logits))), computed stably; the two functions above with it precomputed give the
+// same values (one pass over the row instead of two when both are wanted).
+double log_sum_exp(std::span<const float> logits);
+float token_logprob(std::span<const float> logits, int32_t id, double lse);
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, size_t n, double lse);
 
 // Finds stop strings in streamed text. feed() takes each new piece and returns the text that is
 // safe to emit now: text that could still be the start of a stop string is held back until it
