@@ -272,6 +272,18 @@ void guest_log(InstanceState& st, int level, std::string_view text) {
   uint64_t& used = st.request ? st.request->log_bytes : st.idle_log_bytes;
   const uint64_t cap = st.limits->max_log_bytes(st.tenant->record);
   if (used >= cap) return;
+  // Rate: at most kLogBurst lines at once, kLogLinesPerSecond sustained; the rest is dropped.
+  constexpr double kLogLinesPerSecond = 50, kLogBurst = 100;
+  const auto now = std::chrono::steady_clock::now();
+  st.log_tokens = std::min(
+      kLogBurst, st.log_tokens + kLogLinesPerSecond *
+                                     std::chrono::duration<double>(now - st.log_refill).count());
+  st.log_refill = now;
+  if (st.log_tokens < 1) {
+    ++st.log_dropped;
+    return;
+  }
+  st.log_tokens -= 1;
   text = text.substr(0, std::min<uint64_t>({text.size(), cap - used, kMaxLogLine}));
   used += text.size();
   tenant_log(st.sandbox, st.tenant->record.id, level, text);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -152,6 +153,10 @@ struct InstanceState {
   HostHandles<std::shared_ptr<const HostModel>> models;
   Request* request = nullptr;
   uint64_t idle_log_bytes = 0;  // log bytes outside requests (instance creation)
+  // Log rate: a token bucket of lines (refilled at kLogLinesPerSecond, at most kLogBurst).
+  double log_tokens = 100;
+  std::chrono::steady_clock::time_point log_refill = std::chrono::steady_clock::now();
+  uint64_t log_dropped = 0;
   // Set by a host function that traps the guest (an exceeded limit, proc_exit).
   RequestError host_trap_kind = RequestError::NONE;
   std::mt19937_64 rng{std::random_device{}()};

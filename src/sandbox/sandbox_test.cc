@@ -38,7 +38,12 @@ class SandboxTest : public ::testing::Test {
   static void SetUpTestSuite() {
     SandboxOptions o;
     o.n_workers = 1;
-    o.log = [](const std::string&, int, std::string_view) {};
+    o.log = [](const std::string& tenant, int, std::string_view text) {
+      if (tenant == "log_spam") {
+        log_lines_++;
+        log_bytes_ += text.size();
+      }
+    };
     auto sb = Sandbox::create(o);
     ASSERT_TRUE(sb) << sb.error().message;
     sandbox_ = std::move(*sb).release();
@@ -102,8 +107,22 @@ class SandboxTest : public ::testing::Test {
   }
 
   static Sandbox* sandbox_;
+  static std::atomic<uint64_t> log_lines_, log_bytes_;
 };
 Sandbox* SandboxTest::sandbox_ = nullptr;
+std::atomic<uint64_t> SandboxTest::log_lines_{0};
+std::atomic<uint64_t> SandboxTest::log_bytes_{0};
+
+// 20000 log lines of ~200 bytes: the log gets at most the burst of lines and 64 KiB.
+TEST_F(SandboxTest, LogFloodIsBounded) {
+  add("log_spam");
+  auto r = sandbox_->run_request("log_spam", normal_request(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.message;
+  EXPECT_GT(log_lines_.load(), 0u);
+  EXPECT_LE(log_lines_.load(), 110u);
+  EXPECT_LE(log_bytes_.load(), TenantLimits{}.max_log_bytes);
+  expect_normal_ok();
+}
 
 TEST_F(SandboxTest, NormalRequestMatchesLlamaCpp) {
   expect_normal_ok();
