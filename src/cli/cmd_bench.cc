@@ -55,8 +55,9 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       return;
     }
     const auto& hp = (*m)->hparams();
-    const int threads = a->threads > 0 ? a->threads
-                                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = a->threads > 0
+                            ? a->threads
+                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     model::Workspace ws(threads);
     std::mt19937 rng(1);
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(hp.n_vocab - 1));
@@ -69,7 +70,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
         model::KvCache cache(hp, a->pp, *kv);
         std::vector<int32_t> prompt(static_cast<size_t>(a->pp));
         for (auto& t : prompt) t = tok(rng);
-        model::SequenceStep st{&cache, prompt, false, {logits.data(), static_cast<size_t>(hp.n_vocab)}};
+        model::SequenceStep st{
+            &cache, prompt, false, {logits.data(), static_cast<size_t>(hp.n_vocab)}};
         auto t0 = now();
         auto s = (*m)->forward({&st, 1}, ws);
         if (!s) {
@@ -114,7 +116,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     if (a->json) {
       std::cout << j.dump() << "\n";
     } else {
-      if (a->pp > 0) std::printf("pp%lld: %.1f t/s\n", static_cast<long long>(a->pp), median(pp_tps));
+      if (a->pp > 0)
+        std::printf("pp%lld: %.1f t/s\n", static_cast<long long>(a->pp), median(pp_tps));
       if (a->tg > 0) {
         std::printf("tg%lld%s: %.1f t/s\n", static_cast<long long>(a->tg),
                     a->batch > 1 ? (" x" + std::to_string(a->batch)).c_str() : "", median(tg_tps));
