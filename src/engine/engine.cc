@@ -125,7 +125,10 @@ void Engine::loop() {
     for (size_t i = 0; i < batch.size(); ++i) {
       Pending& p = *batch[i];
       bool finished = false;
+      // The session is released before the promise is set: the waiter may destroy the session
+      // as soon as it has its result.
       if (!st) {
+        p.session->busy_ = false;
         p.promise.set_value(st.error());
         finished = true;
       } else {
@@ -136,6 +139,7 @@ void Engine::loop() {
           p.result.logits = std::move(logits[i]);
         }
         if (p.done == p.tokens.size()) {
+          p.session->busy_ = false;
           p.promise.set_value(std::move(p.result));
           finished = true;
         }
@@ -143,7 +147,6 @@ void Engine::loop() {
       auto it = std::find_if(queue_.begin(), queue_.end(),
                              [&](const std::unique_ptr<Pending>& q) { return q.get() == &p; });
       if (finished) {
-        p.session->busy_ = false;
         queue_.erase(it);
       } else {
         // A chunked prefill goes to the back, so the other steps run in the next pass.
