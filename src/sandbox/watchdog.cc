@@ -18,7 +18,12 @@ void WatchSlot::start_period() {
   if (limited_) {
     const auto left = std::max(budget_ - used_, std::chrono::nanoseconds(0));
     deadline_ns_.store(now_ns() + left.count(), std::memory_order_relaxed);
-    word_.store(gen_ << 2 | RUNNING, std::memory_order_release);
+    word_.store(gen_ << 2 | RUNNING, std::memory_order_seq_cst);
+    if (owner_->idle_.load(std::memory_order_seq_cst)) {
+      // The ticker holds the mutex from setting idle_ until it waits: no lost wake-up.
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      owner_->cv_.notify_one();
+    }
   }
 }
 
@@ -57,7 +62,8 @@ void WatchSlot::resume() {
   if (!fired_) start_period();
 }
 
-Watchdog::Watchdog(std::chrono::microseconds tick) : tick_(tick), thread_([this] { loop(); }) {}
+Watchdog::Watchdog(std::chrono::microseconds tick, std::chrono::microseconds idle_tick)
+    : tick_(tick), idle_tick_(idle_tick), thread_([this] { loop(); }) {}
 
 Watchdog::~Watchdog() {
   {
@@ -70,6 +76,7 @@ Watchdog::~Watchdog() {
 
 WatchSlot* Watchdog::add_slot(std::function<void()> fire) {
   auto slot = std::make_unique<WatchSlot>();
+  slot->owner_ = this;
   slot->fire_ = std::move(fire);
   std::lock_guard<std::mutex> lock(mu_);
   slots_.push_back(std::move(slot));
@@ -85,9 +92,11 @@ void Watchdog::loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     const int64_t now = now_ns();
+    bool any_running = false;
     for (auto& s : slots_) {
       uint64_t w = s->word_.load(std::memory_order_acquire);
       if ((w & 3) != WatchSlot::RUNNING) continue;
+      any_running = true;
       if (s->deadline_ns_.load(std::memory_order_relaxed) > now) continue;
       const uint64_t gen = w >> 2;
       if (!s->word_.compare_exchange_strong(w, gen << 2 | WatchSlot::FIRING,
@@ -97,7 +106,15 @@ void Watchdog::loop() {
       s->fire_();
       s->word_.store(gen << 2 | WatchSlot::FIRED, std::memory_order_release);
     }
-    cv_.wait_for(lock, tick_);
+    if (any_running) {
+      cv_.wait_for(lock, tick_);
+    } else {
+      // A slot that starts running after this store wakes us; one that started between the scan
+      // and this store is seen at the latest after idle_tick.
+      idle_.store(true, std::memory_order_seq_cst);
+      cv_.wait_for(lock, idle_tick_);
+      idle_.store(false, std::memory_order_seq_cst);
+    }
   }
 }
 

@@ -43,6 +43,7 @@ class WatchSlot {
   void start_period();
   bool end_period();
 
+  Watchdog* owner_ = nullptr;
   std::function<void()> fire_;
   std::atomic<uint64_t> word_{0};
   std::atomic<int64_t> deadline_ns_{0};
@@ -56,7 +57,11 @@ class WatchSlot {
 
 class Watchdog {
  public:
-  explicit Watchdog(std::chrono::microseconds tick = std::chrono::microseconds(500));
+  // `tick`: the check interval while some slot runs guest code. With no slot running, the ticker
+  // sleeps up to `idle_tick` (a slot that starts running wakes it), so an idle or decode-bound
+  // process is not interrupted thousands of times a second.
+  explicit Watchdog(std::chrono::microseconds tick = std::chrono::microseconds(1000),
+                    std::chrono::microseconds idle_tick = std::chrono::microseconds(20000));
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -68,7 +73,9 @@ class Watchdog {
  private:
   void loop();
 
-  std::chrono::microseconds tick_;
+  friend class WatchSlot;
+  std::chrono::microseconds tick_, idle_tick_;
+  std::atomic<bool> idle_{false};  // the ticker is in its long sleep
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
