@@ -3,7 +3,9 @@
 // -> residual -> RMSNorm -> SwiGLU FFN -> residual.
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 
@@ -14,17 +16,88 @@
 #include "util/thread_pool.h"
 
 namespace realm::model {
+namespace {
 
-// x * y + z rounded once to float (a fused multiply-add), computed in double: the product of two
-// floats is exact in double, so only the final rounding matters.
-inline float fma_f32(float x, float y, float z) {
-  return static_cast<float>(static_cast<double>(x) * y + z);
+// x * y + z rounded once to float, exactly like a hardware FMA, without calling libm's fma: the
+// product is exact in double, the sum's rounding error is recovered exactly (TwoSum), and the sum
+// is rounded to odd (an inexact even result moves one step towards the true value), after which the
+// rounding to float is correct because double has more than 2 x 24 + 1 bits. Branch-free so loops
+// over it vectorize.
+inline float fma_exact(float x, float y, float z) {
+  const double p = static_cast<double>(x) * y;
+  const double s = p + z;
+  const double bz = s - p;
+  const double err = (p - (s - bz)) + (static_cast<double>(z) - bz);
+  const uint64_t bits = std::bit_cast<uint64_t>(s);
+  // (|err| > 0 is false for NaN: an infinite or NaN sum is passed through unchanged.)
+  const uint64_t even_inexact = static_cast<uint64_t>(std::fabs(err) > 0.0) & ~bits;
+  const auto down = static_cast<uint64_t>((err > 0.0) != (s > 0.0));
+  const uint64_t step = (even_inexact ^ (uint64_t{0} - down)) + down;
+  return static_cast<float>(std::bit_cast<double>(bits + step));
+}
+
+// fma_exact for long scalar chains: one rounding in double usually gives the right float already;
+// it can go wrong only when the double lands exactly halfway between two floats (or in the float
+// subnormal range), which is tested on its bits and then redone exactly.
+inline float fma_chain(float x, float y, float z) {
+  const double s = static_cast<double>(x) * y + z;
+  const uint64_t bits = std::bit_cast<uint64_t>(s);
+  const bool tie = (bits & 0x1fffffffu) == 0x10000000u;
+  if (tie || std::fabs(s) < 0x1p-126) [[unlikely]] {
+    return fma_exact(x, y, z);
+  }
+  return static_cast<float>(s);
+}
+
+// exp(x) the way llama.cpp's CPU backend computes it for SiLU on AVX-512 (ggml_v_expf, an ARM
+// optimized-routines port, max error ~1.5 ulp): llama.cpp's logits follow its rounding, not libm's.
+// Steps: n = round(x / ln 2); b = x - n ln 2 (Cody-Waite, two fused steps); exp(b) by a degree-5
+// polynomial of fused multiply-adds; times 2^n (vscalefps). Each step is reproduced exactly:
+inline float expf_ggml_avx512(float x) {
+  // z = fma(x, log2e, 1.5 * 2^23) keeps round-half-even(x * log2e) in its low bits; the product
+  // is exact in double, so rounding it there (add and subtract 1.5 * 2^52) gives the same n.
+  const double xl = static_cast<double>(x) * 0x1.715476p+0f;
+  const float n = static_cast<float>((xl + 0x1.8p52) - 0x1.8p52);
+  // x - n * 0x1.62e4p-1 is exact in float whenever |n| <= 192 (its ulp is >= 2^-25 and it is
+  // < 0.5), and subtracting n * 0x1.7f7d1cp-20 (a multiple of 2^-43, < 2^-11) from it is exact in
+  // double, so rounding to float once matches the two fused steps.
+  const double nd = n;
+  const float b = static_cast<float>((static_cast<double>(x) - nd * 0x1.62e4p-1) -
+                                     nd * static_cast<double>(0x1.7f7d1cp-20f));
+  const float u = b * b;
+  const float j = fma_exact(fma_exact(fma_exact(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                      fma_exact(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                            u, fma_exact(0x1.ffffecp-1f, b, 1.0f));
+  // vscalefps: j * 2^n rounded once (also into subnormals): exact in double, then one rounding.
+  // 2^n is built from the bits of n + 2^52 + 1023 (any n; out-of-range n is replaced below).
+  const uint64_t e = std::bit_cast<uint64_t>(nd + (0x1p52 + 1023.0)) << 52;
+  const float res = static_cast<float>(static_cast<double>(j) * std::bit_cast<double>(e));
+  // |n| > 192 (not NaN): the routine returns 0 for n < 0 and infinity for n > 0. Tested on the
+  // bits so that the loop stays branch-free (float compares may trap, which blocks if-conversion).
+  const uint32_t nbits = std::bit_cast<uint32_t>(n);
+  const uint32_t nabs = nbits & 0x7fffffffu;
+  const uint32_t big =
+      uint32_t{0} - static_cast<uint32_t>(nabs > 0x43400000u && nabs <= 0x7f800000u);
+  const uint32_t big_value = (nbits >> 31) != 0 ? 0u : 0x7f800000u;  // 0 or infinity
+  return std::bit_cast<float>((std::bit_cast<uint32_t>(res) & ~big) | (big_value & big));
+}
+
+// y[i] = silu(g[i]) * up[i] as llama.cpp's ggml_vec_swiglu_f32 does it on AVX-512: 16-element
+// blocks use expf_ggml_avx512 and x / (1 + e) with -x formed as 0 - x; the last n % 16 elements use
+// libm expf.
+inline void swiglu(float* g, const float* up, int64_t n) {
+  const int64_t nv = n & ~int64_t{15};
+  for (int64_t i = 0; i < nv; ++i) {
+    const float e = expf_ggml_avx512(0.0f - g[i]);
+    g[i] = g[i] / (1.0f + e) * up[i];
+  }
+  for (int64_t i = nv; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * up[i];
 }
 
 // The dot product of an F16-rounded query with an F16 key row, in llama.cpp's order on AVX-512:
 // 64-element steps into 4 x 16 float lanes, reduced pairwise, then a double tail. The products of
 // two F16 values are exact in float, so the lane sums need no fused multiply-add.
-float fa_dot(const float* q, const tensor::Fp16* k, int64_t n) {
+inline float fa_dot(const float* q, const tensor::Fp16* k, int64_t n) {
   const int64_t np = n & ~int64_t{63};
   float lanes[4][16] = {};
   for (int64_t i = 0; i < np; i += 64) {
@@ -47,6 +120,16 @@ float fa_dot(const float* q, const tensor::Fp16* k, int64_t n) {
   for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * tensor::fp16_to_f32(k[i]));
   return static_cast<float>(sum);
 }
+
+// Sum of 16 floats in the order of GCC's _mm512_reduce_add_ps: halves, quarters, then pairs.
+inline float reduce_add_16(const float* v) {
+  float h8[8], h4[4];
+  for (int l = 0; l < 8; ++l) h8[l] = v[l + 8] + v[l];
+  for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
+  return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
+}  // namespace
 
 struct Forward {
   const Model& m;
@@ -158,8 +241,10 @@ struct Forward {
           const int64_t b = hp.rope_type == RopeType::NORM ? 2 * i + 1 : i + n_rot / 2;
           const float c = cos_c[static_cast<size_t>(i)], s = sin_c[static_cast<size_t>(i)];
           const float x0 = v[a], x1 = v[b];
-          v[a] = x0 * c - x1 * s;
-          v[b] = x0 * s + x1 * c;
+          // ggml's rotate_pairs is compiled with GCC's default -ffp-contract=fast, which fuses the
+          // first product of each expression: x0*c - x1*s -> fma(x0, c, -(x1*s)), likewise below.
+          v[a] = fma_exact(x0, c, -(x1 * s));
+          v[b] = fma_exact(x0, s, x1 * c);
         }
       }
     }
@@ -186,13 +271,69 @@ struct Forward {
     }
   }
 
+  // llama.cpp's tiled flash attention (ggml_compute_forward_flash_attn_ext_tiled), used when a
+  // sequence brings >= 64 new tokens at once and head_dim % 16 == 0, for one query row: the query
+  // stays F32; cache cells go in tiles of 64 from position 0; per tile, the scores are FMA chains
+  // over head_dim (simd_gemm), scaled, the running max and sum are rescaled by expf when the tile
+  // max is larger, the tile's exponentials come from expf_ggml_avx512 with their sum taken per 16
+  // lanes and added in double, and each V column is an FMA chain over the tile's 64 cells.
+  void attention_tiled(int64_t il, int64_t g, int64_t n_kv, const float* qf, float scale, float* kt,
+                       float* p, float* acc, KvCache& c, float* dst) const {
+    constexpr int64_t kTile = 64;
+    const int64_t hd = hp.head_dim;
+    std::fill(acc, acc + hd, 0.0f);
+    float m_run = -INFINITY, s_run = 0.0f;
+    for (int64_t c0 = 0; c0 < n_kv; c0 += kTile) {
+      const int64_t valid = std::min(kTile, n_kv - c0);
+      // K tile transposed to [d][cell] so that the chains over d run across cells.
+      for (int64_t j = 0; j < valid; ++j) {
+        const auto* kr = reinterpret_cast<const tensor::Fp16*>(c.k_at(il, c0 + j)) + g * hd;
+        for (int64_t d = 0; d < hd; ++d) kt[d * kTile + j] = tensor::fp16_to_f32(kr[d]);
+      }
+      std::fill(p, p + kTile, 0.0f);
+      for (int64_t d = 0; d < hd; ++d) {
+        for (int64_t j = 0; j < valid; ++j) p[j] = fma_chain(qf[d], kt[d * kTile + j], p[j]);
+      }
+      float tile_max = -INFINITY;
+      for (int64_t j = 0; j < kTile; ++j) {
+        p[j] = j < valid ? p[j] * scale : -INFINITY;  // masked cells are -inf
+        tile_max = std::max(tile_max, p[j]);
+      }
+      const float m_new = std::fmax(m_run, tile_max);
+      if (m_new > m_run) {
+        const float ms = std::exp(m_run - m_new);
+        for (int64_t d = 0; d < hd; ++d) acc[d] *= ms;
+        s_run *= ms;
+      }
+      m_run = m_new;
+      double sum = 0.0;
+      for (int64_t b = 0; b < kTile; b += 16) {
+        for (int64_t j = b; j < b + 16; ++j) p[j] = expf_ggml_avx512(p[j] - m_new);
+        sum += static_cast<double>(reduce_add_16(p + b));
+      }
+      s_run = static_cast<float>(static_cast<double>(s_run) + sum);
+      // Masked cells have p = 0 and add nothing.
+      for (int64_t j = 0; j < valid; ++j) {
+        const auto* vr = reinterpret_cast<const tensor::Fp16*>(c.v_at(il, c0 + j)) + g * hd;
+        for (int64_t d = 0; d < hd; ++d)
+          acc[d] = fma_chain(p[j], tensor::fp16_to_f32(vr[d]), acc[d]);
+      }
+    }
+    const float inv = s_run == 0.0f ? 0.0f : 1.0f / s_run;
+    for (int64_t d = 0; d < hd; ++d) dst[d] = acc[d] * inv;
+  }
+
   // Causal attention of every (token, head) over its own sequence's cache.
   //
   // F16 cache: computed the way llama.cpp's CPU flash attention does (its default), so logits
-  // agree closely: the query is rounded to F16, each K.q dot accumulates in double, the softmax
-  // is online (running max and sum) and the V accumulator is kept in F16, rounded after every
-  // update. F32 cache: plain scores, softmax with a double sum, f32 V accumulation (llama.cpp's
-  // non-flash path).
+  // agree closely: the query is rounded to F16, each K.q dot follows ggml_vec_dot_f16 (fa_dot),
+  // the softmax is online (running max and sum) and the V accumulator is kept in F16, rounded
+  // after every update. F32 cache: plain scores, softmax with a double sum, f32 V accumulation
+  // (llama.cpp's non-flash path). Batches of >= 64 new tokens of one sequence take llama.cpp's
+  // tiled kernel (attention_tiled; decided per sequence, as if it ran alone in llama.cpp, so that
+  // batching never changes results; llama.cpp cuts prompts into ubatches of 512, we do not). Not
+  // emulated: for one query over >= 512 cache cells llama.cpp splits the cells across its threads
+  // and merges partial results; there logits agree only approximately.
   void attention(int64_t il, const float* q, float* out) {
     const int64_t hd = hp.head_dim, n_head = hp.n_head;
     const int64_t group = hp.n_head / hp.n_head_kv;
@@ -200,12 +341,21 @@ struct Forward {
     parallel(n_tok * n_head, 1, [&](int64_t u0, int64_t u1) {
       std::vector<float> scores, qh(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
       std::vector<tensor::Fp16> acc16(static_cast<size_t>(hd));
+      std::vector<float> k_tile, p_tile;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t t = u / n_head, h = u % n_head, g = h / group;
-        KvCache& c = *steps[static_cast<size_t>(tok_seq[static_cast<size_t>(t)])].cache;
+        const SequenceStep& step = steps[static_cast<size_t>(tok_seq[static_cast<size_t>(t)])];
+        KvCache& c = *step.cache;
         const int64_t n_kv = tok_pos[static_cast<size_t>(t)] + 1;
         const float* qsrc = q + (t * n_head + h) * hd;
         float* dst = out + (t * n_head + h) * hd;
+        if (c.type() == KvType::F16 && step.tokens.size() >= 64 && hd % 16 == 0) {
+          k_tile.resize(static_cast<size_t>(hd * 64));
+          p_tile.resize(64);
+          attention_tiled(il, g, n_kv, qsrc, scale, k_tile.data(), p_tile.data(), acc.data(), c,
+                          dst);
+          continue;
+        }
         if (c.type() == KvType::F16) {
           for (int64_t d = 0; d < hd; ++d) {
             qh[static_cast<size_t>(d)] = tensor::fp16_to_f32(tensor::f32_to_fp16(qsrc[d]));
@@ -228,9 +378,11 @@ struct Forward {
             for (int64_t d = 0; d < hd; ++d) {
               auto& a = acc16[static_cast<size_t>(d)];
               a = tensor::f32_to_fp16(
-                  fma_f32(tensor::fp16_to_f32(vr[d]), vs, tensor::fp16_to_f32(a)));
+                  fma_chain(tensor::fp16_to_f32(vr[d]), vs, tensor::fp16_to_f32(a)));
             }
-            s_run = fma_f32(s_run, ms, vs);
+            // Fused: the reference build (GCC 12, -ffp-contract=fast) turns `S = S*ms + vs` into
+            // one FMA; the greedy steps of reference.json tell fused from unfused.
+            s_run = fma_exact(s_run, ms, vs);
           }
           const float inv = s_run == 0.0f ? 0.0f : 1.0f / s_run;
           for (int64_t d = 0; d < hd; ++d) {
@@ -312,11 +464,7 @@ struct Forward {
       rms_norm(x, l.ffn_norm, xn, n_tok);
       linear({{&l.w_gate, ws.gate_.data()}, {&l.w_up, ws.up_.data()}}, xn, n_tok);
       float* g = ws.gate_.data();
-      const float* up = ws.up_.data();
-      for (size_t i = 0; i < sz(n_tok, F); ++i) {
-        const float silu = g[i] / (1.0f + std::exp(-g[i]));
-        g[i] = silu * up[i];
-      }
+      for (int64_t t = 0; t < n_tok; ++t) swiglu(g + t * F, ws.up_.data() + t * F, F);
       linear({{&l.w_down, xn}}, g, n_tok);
       for (size_t i = 0; i < sz(n_tok, E); ++i) x[i] += xn[i];
       if (err) return *err;

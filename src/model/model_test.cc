@@ -69,7 +69,9 @@ TEST(ModelReference, Stories260KGreedyMatchesLlamaCpp) {
     Greedy g = run_greedy(*m, prompt, static_cast<int>(want.size()), KvType::F16);
     EXPECT_EQ(g.ids, want) << p["prompt"];
     for (const auto& top : p["first_step_top5_logits_raw"]) {
-      EXPECT_NEAR(g.first_logits[top["id"].get<size_t>()], top["logit"].get<float>(), 1e-3)
+      // The ids are the contract; the logits agree to ~1e-5 on the AVX-512 path (llama.cpp's own
+      // F32 summation order) and to ~1.3e-3 on the others.
+      EXPECT_NEAR(g.first_logits[top["id"].get<size_t>()], top["logit"].get<float>(), 2e-3)
           << p["prompt"] << " id " << top["id"];
     }
   }
@@ -162,6 +164,33 @@ TEST(ModelReference, QuantizedFilesMatchLlamaCpp) {
                   d32.max_abs, d32.nmse);
     }
   }
+}
+
+// A prompt of >= 64 tokens takes llama.cpp's tiled flash-attention kernel (F32 query, 64-cell
+// tiles); fed token by token it takes the one-query kernel (F16 query). Both are softmax attention
+// over the same F16 cache, so on an F32 model (no activation quantization to amplify differences)
+// the last logits agree to the F16-cache level (PROVENANCE.md §5: 0.013).
+TEST(ModelAttention, TiledPrefillAgreesWithTokenByToken) {
+  auto m = load("models/quant/synth-128x2.f32.gguf");
+  ASSERT_TRUE(m);
+  std::vector<int32_t> prompt = {1};
+  for (int i = 0; i < 99; ++i) prompt.push_back(static_cast<int32_t>((97 * i + 13) % 500 + 3));
+  const size_t V = static_cast<size_t>(m->hparams().n_vocab);
+  Workspace ws(2);
+  KvCache batch(m->hparams(), 128, KvType::F16), single(m->hparams(), 128, KvType::F16);
+  std::vector<float> a(V), b(V);
+  SequenceStep st{&batch, prompt, false, a};
+  ASSERT_TRUE(m->forward({&st, 1}, ws).ok());
+  for (int32_t id : prompt) {
+    std::vector<int32_t> one = {id};
+    SequenceStep s1{&single, one, false, b};
+    ASSERT_TRUE(m->forward({&s1, 1}, ws).ok());
+  }
+  double max_abs = 0;
+  for (size_t i = 0; i < V; ++i) max_abs = std::max(max_abs, std::fabs(double{a[i]} - b[i]));
+  EXPECT_GT(max_abs, 0.0);  // the two kernels really differ
+  EXPECT_LT(max_abs, 0.03);
+  std::printf("tiled vs token-by-token max|d| %.2e\n", max_abs);
 }
 
 // Eight sessions over one model, stepped concurrently from two threads in shared, shifting
