@@ -94,17 +94,18 @@ inline void swiglu(float* g, const float* up, int64_t n) {
   for (int64_t i = nv; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * up[i];
 }
 
-// The dot product of an F16-rounded query with an F16 key row, in llama.cpp's order on AVX-512:
+// The dot product of an F16-rounded query with an F16 key row (given converted to f32, which is
+// exact), in llama.cpp's order on AVX-512:
 // 64-element steps into 4 x 16 float lanes, reduced pairwise, then a double tail. The products of
 // two F16 values are exact in float, so the lane sums need no fused multiply-add.
-inline float fa_dot(const float* q, const tensor::Fp16* k, int64_t n) {
+inline float fa_dot(const float* q, const float* k, int64_t n) {
   const int64_t np = n & ~int64_t{63};
   float lanes[4][16] = {};
   for (int64_t i = 0; i < np; i += 64) {
     for (int j = 0; j < 4; ++j) {
       for (int l = 0; l < 16; ++l) {
         const int64_t e = i + j * 16 + l;
-        lanes[j][l] += q[e] * tensor::fp16_to_f32(k[e]);
+        lanes[j][l] += q[e] * k[e];
       }
     }
   }
@@ -117,7 +118,7 @@ inline float fa_dot(const float* q, const tensor::Fp16* k, int64_t n) {
     for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
     sum = static_cast<double>((h4[0] + h4[2]) + (h4[1] + h4[3]));
   }
-  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * tensor::fp16_to_f32(k[i]));
+  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * k[i]);
   return static_cast<float>(sum);
 }
 
@@ -277,8 +278,9 @@ struct Forward {
   // over head_dim (simd_gemm), scaled, the running max and sum are rescaled by expf when the tile
   // max is larger, the tile's exponentials come from expf_ggml_avx512 with their sum taken per 16
   // lanes and added in double, and each V column is an FMA chain over the tile's 64 cells.
-  void attention_tiled(int64_t il, int64_t g, int64_t n_kv, const float* qf, float scale, float* kt,
-                       float* p, float* acc, KvCache& c, float* dst) const {
+  void attention_tiled(int64_t g, int64_t n_kv, const float* qf, float scale, float* kt, float* p,
+                       float* acc, const float* kf, const float* vf, float* dst) const {
+    const int64_t row = hp.n_embd_kv();
     constexpr int64_t kTile = 64;
     const int64_t hd = hp.head_dim;
     std::fill(acc, acc + hd, 0.0f);
@@ -287,8 +289,8 @@ struct Forward {
       const int64_t valid = std::min(kTile, n_kv - c0);
       // K tile transposed to [d][cell] so that the chains over d run across cells.
       for (int64_t j = 0; j < valid; ++j) {
-        const auto* kr = reinterpret_cast<const tensor::Fp16*>(c.k_at(il, c0 + j)) + g * hd;
-        for (int64_t d = 0; d < hd; ++d) kt[d * kTile + j] = tensor::fp16_to_f32(kr[d]);
+        const float* kr = kf + (c0 + j) * row + g * hd;
+        for (int64_t d = 0; d < hd; ++d) kt[d * kTile + j] = kr[d];
       }
       std::fill(p, p + kTile, 0.0f);
       for (int64_t d = 0; d < hd; ++d) {
@@ -314,9 +316,8 @@ struct Forward {
       s_run = static_cast<float>(static_cast<double>(s_run) + sum);
       // Masked cells have p = 0 and add nothing.
       for (int64_t j = 0; j < valid; ++j) {
-        const auto* vr = reinterpret_cast<const tensor::Fp16*>(c.v_at(il, c0 + j)) + g * hd;
-        for (int64_t d = 0; d < hd; ++d)
-          acc[d] = fma_chain(p[j], tensor::fp16_to_f32(vr[d]), acc[d]);
+        const float* vr = vf + (c0 + j) * row + g * hd;
+        for (int64_t d = 0; d < hd; ++d) acc[d] = fma_chain(p[j], vr[d], acc[d]);
       }
     }
     const float inv = s_run == 0.0f ? 0.0f : 1.0f / s_run;
@@ -335,9 +336,36 @@ struct Forward {
   // emulated: for one query over >= 512 cache cells llama.cpp splits the cells across its threads
   // and merges partial results; there logits agree only approximately.
   void attention(int64_t il, const float* q, float* out) {
-    const int64_t hd = hp.head_dim, n_head = hp.n_head;
+    const int64_t hd = hp.head_dim, n_head = hp.n_head, row = hp.n_embd_kv();
     const int64_t group = hp.n_head / hp.n_head_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    // F16 caches are converted to f32 once per step and layer (exact), not once per query head.
+    std::vector<size_t> f32_at(steps.size(), 0);
+    size_t total = 0;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      if (steps[s].cache->type() != KvType::F16) continue;
+      f32_at[s] = total;
+      total += static_cast<size_t>(
+          (steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size())) * row);
+    }
+    ws.kv_f32_.resize(2 * total);
+    for (size_t s = 0; s < steps.size(); ++s) {
+      KvCache& c = *steps[s].cache;
+      if (c.type() != KvType::F16) continue;
+      const int64_t n = c.size() + static_cast<int64_t>(steps[s].tokens.size());
+      float* kf = ws.kv_f32_.data() + f32_at[s];
+      float* vf = kf + total;
+      parallel(n, 16, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+          const auto* kr = reinterpret_cast<const tensor::Fp16*>(c.k_at(il, j));
+          const auto* vr = reinterpret_cast<const tensor::Fp16*>(c.v_at(il, j));
+          for (int64_t i = 0; i < row; ++i) {
+            kf[j * row + i] = tensor::fp16_to_f32(kr[i]);
+            vf[j * row + i] = tensor::fp16_to_f32(vr[i]);
+          }
+        }
+      });
+    }
     parallel(n_tok * n_head, 1, [&](int64_t u0, int64_t u1) {
       std::vector<float> scores, qh(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
       std::vector<tensor::Fp16> acc16(static_cast<size_t>(hd));
@@ -349,10 +377,13 @@ struct Forward {
         const int64_t n_kv = tok_pos[static_cast<size_t>(t)] + 1;
         const float* qsrc = q + (t * n_head + h) * hd;
         float* dst = out + (t * n_head + h) * hd;
+        const size_t si = static_cast<size_t>(tok_seq[static_cast<size_t>(t)]);
+        const float* kf = ws.kv_f32_.data() + f32_at[si];
+        const float* vf = kf + total;
         if (c.type() == KvType::F16 && step.tokens.size() >= 64 && hd % 16 == 0) {
           k_tile.resize(static_cast<size_t>(hd * 64));
           p_tile.resize(64);
-          attention_tiled(il, g, n_kv, qsrc, scale, k_tile.data(), p_tile.data(), acc.data(), c,
+          attention_tiled(g, n_kv, qsrc, scale, k_tile.data(), p_tile.data(), acc.data(), kf, vf,
                           dst);
           continue;
         }
@@ -363,8 +394,7 @@ struct Forward {
           std::fill(acc16.begin(), acc16.end(), tensor::Fp16{0});
           float m_run = -INFINITY, s_run = 0.0f;
           for (int64_t j = 0; j < n_kv; ++j) {
-            const auto* kr = reinterpret_cast<const tensor::Fp16*>(c.k_at(il, j)) + g * hd;
-            const float s = fa_dot(qh.data(), kr, hd) * scale;
+            const float s = fa_dot(qh.data(), kf + j * row + g * hd, hd) * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > m_run) {
               const float m_old = m_run;
@@ -374,11 +404,10 @@ struct Forward {
             } else {
               vs = std::exp(s - m_run);
             }
-            const auto* vr = reinterpret_cast<const tensor::Fp16*>(c.v_at(il, j)) + g * hd;
+            const float* vr = vf + j * row + g * hd;
             for (int64_t d = 0; d < hd; ++d) {
               auto& a = acc16[static_cast<size_t>(d)];
-              a = tensor::f32_to_fp16(
-                  fma_chain(tensor::fp16_to_f32(vr[d]), vs, tensor::fp16_to_f32(a)));
+              a = tensor::f32_to_fp16(fma_chain(vr[d], vs, tensor::fp16_to_f32(a)));
             }
             // Fused: the reference build (GCC 12, -ffp-contract=fast) turns `S = S*ms + vs` into
             // one FMA; the greedy steps of reference.json tell fused from unfused.
