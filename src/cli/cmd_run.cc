@@ -50,10 +50,15 @@ Status validate(const RunArgs& a) {
     return make_error("--kv-type must be f16 or f32, got '", a.kv_type, "'");
   }
   if (a.no_sandbox && !a.guest.empty()) return make_error("--guest needs the sandbox");
-  if (!a.no_sandbox && !a.logits_file.empty()) {
-    return make_error("--logits needs --no-sandbox (the logits stay inside the guest)");
-  }
   return {};
+}
+
+// Writes float32 logits, little-endian (the host's byte order), as llama-debug --save-logits.
+bool write_logits(const std::string& path, const std::vector<float>& logits) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return false;
+  bool ok = std::fwrite(logits.data(), sizeof(float), logits.size(), f) == logits.size();
+  return std::fclose(f) == 0 && ok;
 }
 
 struct RunOutput {
@@ -217,6 +222,17 @@ int run(const RunArgs& a) {
       std::cerr << "realm: error: " << out.error().message << "\n";
       return 1;
     }
+    if (!a.logits_file.empty()) {
+      // The guest keeps its logits; the host recomputes the prompt's last-position logits with
+      // one native prefill, which gives the same bits (batch-invariant forward pass).
+      engine::Engine engine(*model, {threads, 512});
+      auto session = engine.open_session(static_cast<int64_t>(prompt_ids.size()), gp.kv_type);
+      auto step = engine.decode(*session, prompt_ids);
+      if (!step || !write_logits(a.logits_file, step->logits)) {
+        std::cerr << "realm: error: cannot write logits to " << a.logits_file << "\n";
+        return 1;
+      }
+    }
     return print_result(a, prompt_ids, *out);
 #else
     std::cerr << "realm: error: this build has no sandbox (V8 not found); use --no-sandbox\n";
@@ -236,16 +252,11 @@ int run(const RunArgs& a) {
     std::cerr << "realm: error: " << r.error().message << "\n";
     return 1;
   }
-  if (!a.logits_file.empty()) {
-    std::FILE* f = std::fopen(a.logits_file.c_str(), "wb");
-    bool ok = f && std::fwrite(r->prompt_logits.data(), sizeof(float), r->prompt_logits.size(),
-                               f) == r->prompt_logits.size();
-    if (f) ok = std::fclose(f) == 0 && ok;
-    if (!ok) {
-      std::cerr << "realm: error: cannot write logits to " << a.logits_file << "\n";
-      return 1;
-    }
+  if (!a.logits_file.empty() && !write_logits(a.logits_file, r->prompt_logits)) {
+    std::cerr << "realm: error: cannot write logits to " << a.logits_file << "\n";
+    return 1;
   }
+
   RunOutput out;
   out.ids = r->ids;
   out.text = r->text;

@@ -79,9 +79,15 @@ with tempfile.TemporaryDirectory() as tmp:
         ja, jb = json.loads(a.stdout), json.loads(b.stdout)
         check(ja["ids"] == jb["ids"] and ja["text"] == jb["text"] and ja["stop"] == jb["stop"],
               f"seeded sandbox vs native differ: {ja['ids']} / {jb['ids']}")
-    # --logits keeps to the native path; a custom guest that traps ends with a clear error.
-    r = realm_cmd("run", "-m", stories, "-p", "x", "--logits", "/dev/null")
-    check(r.returncode == 2 and "--no-sandbox" in r.stderr, f"--logits in sandbox: {r.stderr!r}")
+    # --logits gives the same bytes in the sandbox as natively; a custom guest that traps ends
+    # with a clear error.
+    sb_logits, nat_logits = os.path.join(tmp, "sb.bin"), os.path.join(tmp, "nat.bin")
+    r = realm_cmd("run", "-m", stories, "-p", "Lily wanted to", "-n", "2", "--logits", sb_logits)
+    r2 = realm_cmd("run", "-m", stories, "-p", "Lily wanted to", "-n", "2", "--logits", nat_logits,
+                   "--no-sandbox")
+    check(r.returncode == 0 and r2.returncode == 0 and
+          open(sb_logits, "rb").read() == open(nat_logits, "rb").read(),
+          f"--logits in the sandbox: {r.returncode} {r.stderr!r}")
     guests = os.path.join(os.path.dirname(os.path.abspath(realm)), "guests")
     trap_guest = os.path.join(guests, "sbx_unreachable.wasm")
     if os.path.exists(trap_guest):
