@@ -78,7 +78,8 @@ HostResult tokenize(HostCallContext& ctx, std::span<const Val> a) {
   const HostModel* m = find_model(state(ctx), a[0].i32);
   if (!m) return ok_i32(REALM_E_HANDLE);
   const int32_t flags = a[3].i32, out_ptr = a[4].i32, out_cap = a[5].i32;
-  if ((flags & ~3) != 0 || out_cap < 0) return ok_i32(REALM_E_INVALID);
+  if ((flags & ~(REALM_TOKENIZE_ADD_SPECIAL | REALM_TOKENIZE_PARSE_SPECIAL)) != 0 || out_cap < 0)
+    return ok_i32(REALM_E_INVALID);
   GuestMemory mem = ctx.memory();
   auto text = mem.string(guest_u32(a[1].i32), guest_u32(a[2].i32));
   if (!text) return ok_i32(REALM_E_BOUNDS);
@@ -86,7 +87,8 @@ HostResult tokenize(HostCallContext& ctx, std::span<const Val> a) {
   // The output range is checked before the work, so a bad pointer costs nothing.
   auto out = mem.array(guest_u32(out_ptr), guest_u32(out_cap), sizeof(int32_t));
   if (!out) return ok_i32(REALM_E_BOUNDS);
-  std::vector<int32_t> ids = m->tokenizer->encode(*text, flags & 1, flags & 2);
+  std::vector<int32_t> ids = m->tokenizer->encode(*text, (flags & REALM_TOKENIZE_ADD_SPECIAL) != 0,
+                                                  (flags & REALM_TOKENIZE_PARSE_SPECIAL) != 0);
   if (ids.size() > static_cast<size_t>(INT32_MAX)) return ok_i32(REALM_E_LIMIT);
   const auto n = static_cast<int32_t>(ids.size());
   if (n <= out_cap && n > 0) std::memcpy(out->data(), ids.data(), ids.size() * sizeof(int32_t));
@@ -232,7 +234,7 @@ HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
   Request* req = st.request;
   if (!req) return ok_i32(REALM_E_STATE);
   const int32_t kind = a[0].i32;
-  if (kind != 1 && kind != 2) return ok_i32(REALM_E_INVALID);
+  if (kind != REALM_EMIT_TOKEN && kind != REALM_EMIT_FINAL) return ok_i32(REALM_E_INVALID);
   const uint64_t len = guest_u32(a[2].i32);
   auto text = ctx.memory().string(guest_u32(a[1].i32), len);
   if (!text) return ok_i32(REALM_E_BOUNDS);
@@ -250,16 +252,16 @@ HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
                   std::to_string(req->max_output) + " per request)");
     return ok_i32(REALM_E_LIMIT);
   }
-  if (kind == 2 && req->final_emitted) return ok_i32(REALM_E_STATE);
+  if (kind == REALM_EMIT_FINAL && req->final_emitted) return ok_i32(REALM_E_STATE);
   if (!nlohmann::json::accept(*text)) return ok_i32(REALM_E_INVALID);
   req->output_bytes += len;
-  if (kind == 2) {
+  if (kind == REALM_EMIT_FINAL) {
     req->final_emitted = true;
     req->final_json.assign(*text);
   } else {
     ++req->n_events;
   }
-  if (req->cancelled()) return ok_i32(1);
+  if (req->cancelled()) return ok_i32(REALM_EMIT_CLIENT_GONE);
   if (*req->on_event && !(*req->on_event)(kind, *text)) {
     req->client_gone = true;
     return ok_i32(1);

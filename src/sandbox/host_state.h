@@ -13,23 +13,12 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "sandbox/realm_abi.h"
 #include "sandbox/sandbox.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace realm::sandbox {
-
-// Status codes of guest ABI v1 (docs/abi.md).
-inline constexpr int32_t REALM_OK = 0;
-inline constexpr int32_t REALM_E_INVALID = -1;
-inline constexpr int32_t REALM_E_BOUNDS = -2;
-inline constexpr int32_t REALM_E_HANDLE = -3;
-inline constexpr int32_t REALM_E_DENIED = -4;
-inline constexpr int32_t REALM_E_LIMIT = -5;
-inline constexpr int32_t REALM_E_NOSPACE = -6;
-inline constexpr int32_t REALM_E_STATE = -7;
-inline constexpr int32_t REALM_E_INTERNAL = -8;
-inline constexpr int32_t REALM_E_CANCELLED = -9;
 
 // A model shared by every tenant: weights, tokenizer, chat template and one batching engine.
 struct HostModel {

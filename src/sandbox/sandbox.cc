@@ -80,32 +80,6 @@ const std::vector<RequiredExport>& required_exports() {
   return r;
 }
 
-const char* status_name(int32_t code) {
-  switch (code) {
-    case REALM_OK:
-      return "REALM_OK";
-    case REALM_E_INVALID:
-      return "REALM_E_INVALID";
-    case REALM_E_BOUNDS:
-      return "REALM_E_BOUNDS";
-    case REALM_E_HANDLE:
-      return "REALM_E_HANDLE";
-    case REALM_E_DENIED:
-      return "REALM_E_DENIED";
-    case REALM_E_LIMIT:
-      return "REALM_E_LIMIT";
-    case REALM_E_NOSPACE:
-      return "REALM_E_NOSPACE";
-    case REALM_E_STATE:
-      return "REALM_E_STATE";
-    case REALM_E_INTERNAL:
-      return "REALM_E_INTERNAL";
-    case REALM_E_CANCELLED:
-      return "REALM_E_CANCELLED";
-  }
-  return "unknown status";
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -346,7 +320,7 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
       std::string why = st->last_error(st->guest_handle);
       r.error = st->memory_at_cap() ? RequestError::MEMORY_LIMIT : RequestError::GUEST_ERROR;
       r.message = std::string(request_error_name(r.error)) + ": realm_generate returned " +
-                  std::to_string(status) + " (" + status_name(status) + ")" +
+                  std::to_string(status) + " (" + realm_status_name(status) + ")" +
                   (why.empty() ? "" : ": " + why);
     } else if (!req.final_emitted) {
       r.error = RequestError::ABI_MISUSE;
