@@ -11,14 +11,12 @@
 
 #include "engine/generate.h"
 #include "engine/perplexity.h"
+#include "util/test_data.h"
 
 namespace realm::engine {
 namespace {
 
-std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env && *env ? env : REALM_SHARED_DIR;
-}
+using test_data::shared_dir;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

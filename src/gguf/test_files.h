@@ -7,11 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "util/test_data.h"
+
 namespace realm::gguf::testing {
 
 inline std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env && *env ? env : REALM_SHARED_DIR;
+  return test_data::shared_dir();
 }
 
 // Every *.gguf under models/, models/quant/ and vocab/.

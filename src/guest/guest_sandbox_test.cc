@@ -8,16 +8,14 @@
 
 #include "engine/generate.h"
 #include "sandbox/sandbox.h"
+#include "util/test_data.h"
 
 namespace realm::guest {
 namespace {
 
 using Json = nlohmann::json;
 
-std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env && *env ? env : REALM_SHARED_DIR;
-}
+using test_data::shared_dir;
 
 struct Events {
   std::vector<int32_t> ids;

@@ -14,16 +14,14 @@
 #include "guest/host_shim.h"
 #include "guest/realm_guest.h"
 #include "tokenizer/chat_template.h"
+#include "util/test_data.h"
 
 namespace realm::guest {
 namespace {
 
 using Json = nlohmann::json;
 
-std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env && *env ? env : REALM_SHARED_DIR;
-}
+using test_data::shared_dir;
 
 struct World {
   std::shared_ptr<const model::Model> model;

@@ -1,5 +1,6 @@
 // The forward pass against llama.cpp's outputs in ../shared/models (see PROVENANCE.md there).
 #include "model/model.h"
+#include "util/test_data.h"
 
 #include <gtest/gtest.h>
 
@@ -13,10 +14,7 @@
 namespace realm::model {
 namespace {
 
-std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env && *env ? env : REALM_SHARED_DIR;
-}
+using test_data::shared_dir;
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);

@@ -7,14 +7,12 @@
 
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
+#include "util/test_data.h"
 
 namespace realm::tok {
 namespace {
 
-std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env ? env : REALM_SHARED_DIR;
-}
+using test_data::shared_dir;
 
 // Strict UTF-8 check (no overlongs, surrogates or truncation).
 bool valid_utf8(const std::string& s) {

@@ -9,14 +9,12 @@
 #include <random>
 
 #include "tokenizer/unicode.h"
+#include "util/test_data.h"
 
 namespace realm::tok {
 namespace {
 
-std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env ? env : REALM_SHARED_DIR;
-}
+using test_data::shared_dir;
 
 const Tokenizer& load_cached(const std::string& rel) {
   static std::map<std::string, std::unique_ptr<Tokenizer>> cache;

@@ -12,14 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/tokenizer.h"
+#include "util/test_data.h"
 
 namespace realm::tok {
 namespace {
 
-std::string shared_dir() {
-  const char* env = std::getenv("REALM_SHARED_DIR");
-  return env ? env : REALM_SHARED_DIR;
-}
+using test_data::shared_dir;
 
 std::string read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
