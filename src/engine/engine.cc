@@ -3,14 +3,21 @@
 #include <algorithm>
 
 namespace realm::engine {
+namespace {
+
+// Options are fixed before the scheduler thread starts reading them.
+EngineOptions clamped(EngineOptions o) {
+  o.max_batch_tokens = std::max<int64_t>(1, o.max_batch_tokens);
+  return o;
+}
+
+}  // namespace
 
 Engine::Engine(std::shared_ptr<const model::Model> model, EngineOptions options)
     : model_(std::move(model)),
-      options_(options),
+      options_(clamped(options)),
       ws_(options.n_threads),
-      worker_([this] { loop(); }) {
-  options_.max_batch_tokens = std::max<int64_t>(1, options_.max_batch_tokens);
-}
+      worker_([this] { loop(); }) {}
 
 Engine::~Engine() {
   {
