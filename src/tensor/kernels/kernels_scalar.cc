@@ -1,6 +1,6 @@
-// The scalar kernels: the reference every SIMD path is tested against, and the path that always
-// builds. Integer dot products inside a block, float accumulation across blocks (F32/F16/BF16 in
-// double), as in ggml's generic code.
+// The scalar kernels: the path that always builds, and the definition of the reduction order every
+// SIMD path reproduces bit for bit (spelled out lane by lane below). Integer dot products inside a
+// block are exact; floats enter once per block.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -44,176 +44,247 @@ inline int q6k_quant(const BlockQ6_K& b, int i) {
   return (nib | (high << 4)) - 32;
 }
 
-// One K super-block's contribution from its exact integer sums.
-inline float k_block_sum(float dy, float d, float dmin, int32_t isum, int32_t msum) {
-  return (dy * d) * static_cast<float>(isum) - (dy * dmin) * static_cast<float>(msum);
+// ---- the canonical reduction order --------------------------------------------------------------
+//
+// Every path computes exactly these float operations (kernels.h: results are bit-identical on
+// every ISA). The order is the one 512-bit registers give naturally; the AVX2 path emulates it with
+// pairs of 256-bit registers, and this file spells it out lane by lane.
+
+// Sum of 8 lanes as a 256-bit horizontal add does it: halves, then pairs, then the last two.
+inline float hsum8(const float v[8]) {
+  float s4[4];
+  for (int i = 0; i < 4; ++i) s4[i] = v[i] + v[i + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+// 16 lanes: the two halves added lane-wise, then hsum8.
+inline float hsum16(const float v[16]) {
+  float h[8];
+  for (int i = 0; i < 8; ++i) h[i] = v[i] + v[i + 8];
+  return hsum8(h);
 }
 
-// ---- dots ---------------------------------------------------------------------------------------
-
-float dot_f32(int64_t n, const void* vw, const void* va) {
-  const float* w = static_cast<const float*>(vw);
-  const float* a = static_cast<const float*>(va);
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]) * a[i];
-  return static_cast<float>(s);
-}
-float dot_f16(int64_t n, const void* vw, const void* va) {
-  const Fp16* w = static_cast<const Fp16*>(vw);
-  const Fp16* a = static_cast<const Fp16*>(va);
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(fp16_to_f32(w[i])) * fp16_to_f32(a[i]);
-  return static_cast<float>(s);
-}
-float dot_bf16(int64_t n, const void* vw, const void* va) {
-  const Bf16* w = static_cast<const Bf16*>(vw);
-  const Bf16* a = static_cast<const Bf16*>(va);
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(bf16_to_f32(w[i])) * bf16_to_f32(a[i]);
-  return static_cast<float>(s);
-}
-
-float dot_q4_0(int64_t n, const void* vw, const void* va) {
-  const auto* w = static_cast<const BlockQ4_0*>(vw);
-  const auto* a = static_cast<const BlockQ8_0*>(va);
-  float s = 0;
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    int sumi = 0;
-    for (int i = 0; i < kQK; ++i) sumi += (q4_nibble(w[b].qs, i) - 8) * a[b].qs[i];
-    s += static_cast<float>(sumi) * (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d));
-  }
-  return s;
-}
-float dot_q5_0(int64_t n, const void* vw, const void* va) {
-  const auto* w = static_cast<const BlockQ5_0*>(vw);
-  const auto* a = static_cast<const BlockQ8_0*>(va);
-  float s = 0;
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    int sumi = 0;
-    for (int i = 0; i < kQK; ++i) {
-      sumi += ((q4_nibble(w[b].qs, i) | q5_high(w[b].qh, i)) - 16) * a[b].qs[i];
+// F32/F16/BF16: 16-lane accumulators, four of them over 64-element chunks, then 16-element chunks
+// into the first; the four summed as (0 + 1) + (2 + 3), reduced with hsum16; then the remaining
+// elements added one by one (multiply, then add).
+template <typename E, float (*kLoad)(E)>
+float dot_float(int64_t n, const void* vw, const void* va) {
+  const E* w = static_cast<const E*>(vw);
+  const E* a = static_cast<const E*>(va);
+  float acc[4][16] = {};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    for (int u = 0; u < 4; ++u) {
+      for (int l = 0; l < 16; ++l) {
+        const int64_t k = i + 16 * u + l;
+        acc[u][l] = std::fma(kLoad(w[k]), kLoad(a[k]), acc[u][l]);
+      }
     }
-    s += static_cast<float>(sumi) * (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d));
   }
+  for (; i + 16 <= n; i += 16) {
+    for (int l = 0; l < 16; ++l) acc[0][l] = std::fma(kLoad(w[i + l]), kLoad(a[i + l]), acc[0][l]);
+  }
+  float v[16];
+  for (int l = 0; l < 16; ++l) v[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+  float s = hsum16(v);
+  for (; i < n; ++i) s += kLoad(w[i]) * kLoad(a[i]);
   return s;
 }
-float dot_q8_0(int64_t n, const void* vw, const void* va) {
-  const auto* w = static_cast<const BlockQ8_0*>(vw);
-  const auto* a = static_cast<const BlockQ8_0*>(va);
-  float s = 0;
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    int sumi = 0;
-    for (int i = 0; i < kQK; ++i) sumi += w[b].qs[i] * a[b].qs[i];
-    s += static_cast<float>(sumi) * (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d));
-  }
-  return s;
+inline float load_f32(float v) {
+  return v;
 }
-// Q4_1/Q5_1: the min term uses the activation's stored s = d * sum(q).
-float dot_q4_1(int64_t n, const void* vw, const void* va) {
-  const auto* w = static_cast<const BlockQ4_1*>(vw);
-  const auto* a = static_cast<const BlockQ8_1*>(va);
-  float s = 0, sm = 0;
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    int sumi = 0;
-    for (int i = 0; i < kQK; ++i) sumi += q4_nibble(w[b].qs, i) * a[b].qs[i];
-    s += static_cast<float>(sumi) * (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d));
-    sm += fp16_to_f32(w[b].m) * fp16_to_f32(a[b].s);
-  }
-  return s + sm;
+inline float load_f16(Fp16 v) {
+  return fp16_to_f32(v);
 }
-float dot_q5_1(int64_t n, const void* vw, const void* va) {
-  const auto* w = static_cast<const BlockQ5_1*>(vw);
-  const auto* a = static_cast<const BlockQ8_1*>(va);
-  float s = 0, sm = 0;
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    int sumi = 0;
-    for (int i = 0; i < kQK; ++i) {
-      sumi += (q4_nibble(w[b].qs, i) | q5_high(w[b].qh, i)) * a[b].qs[i];
+inline float load_bf16(Bf16 v) {
+  return bf16_to_f32(v);
+}
+
+// Legacy types (blocks of 32): per block, 8 exact integer lane sums of 4 adjacent products and the
+// scale d_w * d_a. Blocks are taken in pairs; block b of the pairs accumulates (fused multiply-add)
+// into lane group b % 4; an odd last block is a separate product. The row value is
+//   hsum8((G0 + G2) + (G1 + G3)) + hsum8(last),
+// and for Q4_1/Q5_1 plus ((M0 + M2) + (M1 + M3)) + m_last, where Mg accumulates m_w * s_a of the
+// blocks of group g (fused) and m_last = m_w * s_a of the odd last block.
+struct Q4_0S {
+  using W = BlockQ4_0;
+  using A = BlockQ8_0;
+  static constexpr bool kMin = false;
+  static int quant(const W& b, int i) { return q4_nibble(b.qs, i) - 8; }
+};
+struct Q4_1S {
+  using W = BlockQ4_1;
+  using A = BlockQ8_1;
+  static constexpr bool kMin = true;
+  static int quant(const W& b, int i) { return q4_nibble(b.qs, i); }
+};
+struct Q5_0S {
+  using W = BlockQ5_0;
+  using A = BlockQ8_0;
+  static constexpr bool kMin = false;
+  static int quant(const W& b, int i) { return (q4_nibble(b.qs, i) | q5_high(b.qh, i)) - 16; }
+};
+struct Q5_1S {
+  using W = BlockQ5_1;
+  using A = BlockQ8_1;
+  static constexpr bool kMin = true;
+  static int quant(const W& b, int i) { return q4_nibble(b.qs, i) | q5_high(b.qh, i); }
+};
+struct Q8_0S {
+  using W = BlockQ8_0;
+  using A = BlockQ8_0;
+  static constexpr bool kMin = false;
+  static int quant(const W& b, int i) { return b.qs[i]; }
+};
+
+template <class T>
+float dot_legacy(int64_t n, const void* vw, const void* va) {
+  const auto* w = static_cast<const typename T::W*>(vw);
+  const auto* a = static_cast<const typename T::A*>(va);
+  const int64_t nb = n / kQK;
+  const int64_t nb_pairs = nb & ~int64_t{1};
+  float acc[4][8] = {}, last[8] = {};
+  float mins[4] = {}, min_last = 0.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float scale = fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d);
+    for (int l = 0; l < 8; ++l) {
+      int32_t lane = 0;
+      for (int c = 0; c < 4; ++c) lane += T::quant(w[b], 4 * l + c) * a[b].qs[4 * l + c];
+      if (b < nb_pairs) {
+        acc[b % 4][l] = std::fma(static_cast<float>(lane), scale, acc[b % 4][l]);
+      } else {
+        last[l] = std::fma(static_cast<float>(lane), scale, 0.0f);
+      }
     }
-    s += static_cast<float>(sumi) * (fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d));
-    sm += fp16_to_f32(w[b].m) * fp16_to_f32(a[b].s);
+    if constexpr (T::kMin) {
+      const float m = fp16_to_f32(w[b].m), s = fp16_to_f32(a[b].s);
+      if (b < nb_pairs) {
+        mins[b % 4] = std::fma(m, s, mins[b % 4]);
+      } else {
+        min_last = 0.0f + m * s;
+      }
+    }
   }
-  return s + sm;
+  float v[8];
+  for (int l = 0; l < 8; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+  float r = hsum8(v) + hsum8(last);
+  if constexpr (T::kMin) r += ((mins[0] + mins[2]) + (mins[1] + mins[3])) + min_last;
+  return r;
+}
+
+// K types (super-blocks of 256): per super-block, 16 exact integer lanes; element e goes to lane
+// (e % 64) / 4 (a 512-bit register holds 64 quants), each product times its sub-block scale. Types
+// stored with a bias (Q3_K: q + 4, Q6_K: q + 32) have the bias removed from lanes 0..7 as
+// 2^shift * (bsum[2l] * scale[2l] + bsum[2l + 1] * scale[2l + 1]). The lanes accumulate
+// fma(lane, d_a * d, acc); the min term has 8 lanes, m[l] = bsum[2l] * min(2l) + bsum[2l + 1] *
+// min(2l + 1) (min of 16-element group k), accumulating fma(m, d_a * dmin, accm). Row value:
+// hsum16(acc) - hsum8(accm).
+struct KLanes {
+  int32_t isum[16] = {};
+  int32_t msum[8] = {};
+};
+
+struct KAccum {
+  float acc[16] = {};
+  float accm[8] = {};
+  void add(const KLanes& k, float scale, float scale_min, bool with_mins) {
+    for (int l = 0; l < 16; ++l) acc[l] = std::fma(static_cast<float>(k.isum[l]), scale, acc[l]);
+    if (with_mins) {
+      for (int l = 0; l < 8; ++l) {
+        accm[l] = std::fma(static_cast<float>(k.msum[l]), scale_min, accm[l]);
+      }
+    }
+  }
+  float result(bool with_mins) const {
+    const float r = hsum16(acc);
+    return with_mins ? r - hsum8(accm) : r;
+  }
+};
+
+inline int k_lane(int e) {
+  return (e % 64) / 4;
 }
 
 float dot_q2_k(int64_t n, const void* vw, const void* va) {
   const auto* w = static_cast<const BlockQ2_K*>(vw);
   const auto* a = static_cast<const BlockQ8_K*>(va);
-  float s = 0;
+  KAccum acc;
   for (int64_t b = 0; b < n / kQKK; ++b) {
-    int32_t isum = 0, msum = 0;
-    for (int j = 0; j < 16; ++j) {
-      int sub = 0;
-      for (int l = 0; l < 16; ++l) sub += k2_low(w[b].qs, 16 * j + l) * a[b].qs[16 * j + l];
-      isum += (w[b].scales[j] & 0xf) * sub;
-      msum += (w[b].scales[j] >> 4) * a[b].bsums[j];
+    KLanes k;
+    for (int e = 0; e < kQKK; ++e) {
+      k.isum[k_lane(e)] += (w[b].scales[e / 16] & 0xf) * k2_low(w[b].qs, e) * a[b].qs[e];
     }
-    s += k_block_sum(a[b].d, fp16_to_f32(w[b].d), fp16_to_f32(w[b].dmin), isum, msum);
+    for (int l = 0; l < 8; ++l) {
+      k.msum[l] = a[b].bsums[2 * l] * (w[b].scales[2 * l] >> 4) +
+                  a[b].bsums[2 * l + 1] * (w[b].scales[2 * l + 1] >> 4);
+    }
+    acc.add(k, a[b].d * fp16_to_f32(w[b].d), a[b].d * fp16_to_f32(w[b].dmin), true);
   }
-  return s;
+  return acc.result(true);
 }
 float dot_q3_k(int64_t n, const void* vw, const void* va) {
   const auto* w = static_cast<const BlockQ3_K*>(vw);
   const auto* a = static_cast<const BlockQ8_K*>(va);
-  float s = 0;
+  KAccum acc;
   for (int64_t b = 0; b < n / kQKK; ++b) {
     int8_t sc[16];
     unpack_q3k_scales(w[b].scales, sc);
-    int32_t isum = 0;
-    for (int j = 0; j < 16; ++j) {
-      int sub = 0;
-      for (int l = 0; l < 16; ++l) {
-        const int i = 16 * j + l;
-        sub += (k2_low(w[b].qs, i) - (k_high_bit(w[b].hmask, i) ? 0 : 4)) * a[b].qs[i];
-      }
-      isum += sc[j] * sub;
+    KLanes k;
+    for (int e = 0; e < kQKK; ++e) {
+      const int u = k2_low(w[b].qs, e) | (k_high_bit(w[b].hmask, e) << 2);  // q + 4
+      k.isum[k_lane(e)] += sc[e / 16] * u * a[b].qs[e];
     }
-    s += k_block_sum(a[b].d, fp16_to_f32(w[b].d), 0.0f, isum, 0);
+    for (int l = 0; l < 8; ++l) {
+      k.isum[l] -= (a[b].bsums[2 * l] * sc[2 * l] + a[b].bsums[2 * l + 1] * sc[2 * l + 1]) * 4;
+    }
+    acc.add(k, a[b].d * fp16_to_f32(w[b].d), 0.0f, false);
   }
-  return s;
+  return acc.result(false);
 }
 template <bool kFive>
 float dot_q45_k(int64_t n, const void* vw, const void* va) {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
   const auto* w = static_cast<const Block*>(vw);
   const auto* a = static_cast<const BlockQ8_K*>(va);
-  float s = 0;
+  KAccum acc;
   for (int64_t b = 0; b < n / kQKK; ++b) {
     uint8_t sm[16];
     unpack_k4_scales(w[b].scales, sm);
-    int32_t isum = 0, msum = 0;
-    for (int j = 0; j < 8; ++j) {
-      int sub = 0;
-      for (int l = 0; l < 32; ++l) {
-        const int i = 32 * j + l;
-        int q = k4_low(w[b].qs, i);
-        if constexpr (kFive) q |= k_high_bit(w[b].qh, i) << 4;
-        sub += q * a[b].qs[i];
-      }
-      isum += sm[j] * sub;
-      msum += sm[8 + j] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+    KLanes k;
+    for (int e = 0; e < kQKK; ++e) {
+      int q = k4_low(w[b].qs, e);
+      if constexpr (kFive) q |= k_high_bit(w[b].qh, e) << 4;
+      k.isum[k_lane(e)] += sm[e / 32] * q * a[b].qs[e];
     }
-    s += k_block_sum(a[b].d, fp16_to_f32(w[b].d), fp16_to_f32(w[b].dmin), isum, msum);
+    for (int l = 0; l < 8; ++l) {
+      k.msum[l] = a[b].bsums[2 * l] * sm[8 + l] + a[b].bsums[2 * l + 1] * sm[8 + l];
+    }
+    acc.add(k, a[b].d * fp16_to_f32(w[b].d), a[b].d * fp16_to_f32(w[b].dmin), true);
   }
-  return s;
+  return acc.result(true);
 }
 float dot_q6_k(int64_t n, const void* vw, const void* va) {
   const auto* w = static_cast<const BlockQ6_K*>(vw);
   const auto* a = static_cast<const BlockQ8_K*>(va);
-  float s = 0;
+  KAccum acc;
   for (int64_t b = 0; b < n / kQKK; ++b) {
-    int32_t isum = 0;
-    for (int j = 0; j < 16; ++j) {
-      int sub = 0;
-      for (int l = 0; l < 16; ++l) sub += q6k_quant(w[b], 16 * j + l) * a[b].qs[16 * j + l];
-      isum += w[b].scales[j] * sub;
+    KLanes k;
+    for (int e = 0; e < kQKK; ++e) {
+      k.isum[k_lane(e)] += w[b].scales[e / 16] * (q6k_quant(w[b], e) + 32) * a[b].qs[e];
     }
-    s += k_block_sum(a[b].d, fp16_to_f32(w[b].d), 0.0f, isum, 0);
+    for (int l = 0; l < 8; ++l) {
+      k.isum[l] -= (a[b].bsums[2 * l] * w[b].scales[2 * l] +
+                    a[b].bsums[2 * l + 1] * w[b].scales[2 * l + 1]) *
+                   32;
+    }
+    acc.add(k, a[b].d * fp16_to_f32(w[b].d), 0.0f, false);
   }
-  return s;
+  return acc.result(false);
 }
 
-// ---- activation quantizers: part 1's reference quantizers (the definition of correct) -------
+// ---- activation quantizers -------------------------------------------------------------------
+// Q8_0/Q8_1 as llama.cpp's x86 CPU backend quantizes activations (id = 127 / amax, round half to
+// even); Q8_K, F16 and BF16 are the reference quantizers (llama.cpp uses those for activations
+// too).
 
 void quantize_f32(const float* x, void* y, int64_t n) {
   std::memcpy(y, x, n * sizeof(float));
@@ -225,10 +296,10 @@ void quantize_bf16(const float* x, void* y, int64_t n) {
   quantize_row_bf16_ref(x, static_cast<Bf16*>(y), n);
 }
 void quantize_q8_0(const float* x, void* y, int64_t n) {
-  quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), n);
+  quantize_row_q8_0_ggml_cpu(x, static_cast<BlockQ8_0*>(y), n);
 }
 void quantize_q8_1(const float* x, void* y, int64_t n) {
-  quantize_row_q8_1_ref(x, static_cast<BlockQ8_1*>(y), n);
+  quantize_row_q8_1_ggml_cpu(x, static_cast<BlockQ8_1*>(y), n);
 }
 void quantize_q8_k(const float* x, void* y, int64_t n) {
   quantize_row_q8_k_ref(x, static_cast<BlockQ8_K*>(y), n);
@@ -256,14 +327,14 @@ void set(KernelTable& k, GgmlType t) {
 KernelTable make_table() {
   KernelTable k;
   k.isa = Isa::SCALAR;
-  set<dot_f32>(k, GgmlType::F32);
-  set<dot_f16>(k, GgmlType::F16);
-  set<dot_bf16>(k, GgmlType::BF16);
-  set<dot_q4_0>(k, GgmlType::Q4_0);
-  set<dot_q4_1>(k, GgmlType::Q4_1);
-  set<dot_q5_0>(k, GgmlType::Q5_0);
-  set<dot_q5_1>(k, GgmlType::Q5_1);
-  set<dot_q8_0>(k, GgmlType::Q8_0);
+  set<dot_float<float, load_f32>>(k, GgmlType::F32);
+  set<dot_float<Fp16, load_f16>>(k, GgmlType::F16);
+  set<dot_float<Bf16, load_bf16>>(k, GgmlType::BF16);
+  set<dot_legacy<Q4_0S>>(k, GgmlType::Q4_0);
+  set<dot_legacy<Q4_1S>>(k, GgmlType::Q4_1);
+  set<dot_legacy<Q5_0S>>(k, GgmlType::Q5_0);
+  set<dot_legacy<Q5_1S>>(k, GgmlType::Q5_1);
+  set<dot_legacy<Q8_0S>>(k, GgmlType::Q8_0);
   set<dot_q2_k>(k, GgmlType::Q2_K);
   set<dot_q3_k>(k, GgmlType::Q3_K);
   set<dot_q45_k<false>>(k, GgmlType::Q4_K);

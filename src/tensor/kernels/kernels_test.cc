@@ -1,6 +1,6 @@
-// Every ISA path the machine supports against the scalar path, for every weight type; the scalar
-// path against a float64 dot of dequantized values; activation quantizers against part 1's
-// reference quantizers byte for byte; the batch-independence contract; ISA selection.
+// Every ISA path the machine supports against the scalar path (bit-identical), for every weight
+// type; the scalar path against a float64 dot of dequantized values; activation quantizers byte for
+// byte; the batch-independence contract; ISA selection.
 #include "tensor/kernels/kernels.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tensor/blocks.h"
+#include "tensor/quantize.h"
 #include "tensor/type_table.h"
 
 namespace realm::tensor {
@@ -189,20 +190,15 @@ TEST(Kernels, ScalarMatchesFloat64DotOfDequantizedValues) {
   }
 }
 
-// Per-type tolerance of a SIMD path against the scalar one, relative to Σ|w_i a_i|. Integer dot
-// products inside a block are exact, so only float accumulation order differs (per block for the
-// legacy types, per super-block for the K types, per element for F32/F16/BF16).
-double simd_tolerance(GgmlType t, Isa isa) {
-  (void)isa;
-  if (is_k_type(t)) return 2e-6;
-  return 1e-5;
-}
-
-TEST(Kernels, EverySimdPathAgreesWithScalar) {
+// Every path performs the canonical float operations (kernels_scalar.cc) in the same order, so a
+// request gets bit-identical results on every machine. Row lengths exercise every remainder: odd
+// legacy block counts, 1 and 3 blocks, float chunks of 64 and 16 and scalar tails.
+TEST(Kernels, EverySimdPathIsBitIdenticalToScalar) {
   const auto tables = simd_tables();
   if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD path";
   for (GgmlType t : kWeightTypes) {
-    for (int64_t n : {int64_t{512}, int64_t{32 * 33}, int64_t{4096}, int64_t{4096 + 7}}) {
+    for (int64_t n : {int64_t{32}, int64_t{96}, int64_t{256}, int64_t{512}, int64_t{32 * 33},
+                      int64_t{4096}, int64_t{4096 + 7}, int64_t{4096 + 16 + 3}}) {
       if (!gguf::row_bytes(t, n)) continue;
       const Problem p = make_problem(t, 5, n, 6, 23 + static_cast<uint32_t>(n));
       const auto ref = run_matmul(scalar(), p, 0, p.n_rows, 0, p.n_tok);
@@ -210,11 +206,10 @@ TEST(Kernels, EverySimdPathAgreesWithScalar) {
         const auto got = run_matmul(*k, p, 0, p.n_rows, 0, p.n_tok);
         for (int64_t j = 0; j < p.n_tok; ++j) {
           for (int64_t r = 0; r < p.n_rows; ++r) {
-            const auto wd = dequantize_row(t, &p.w[r * p.w_stride], n);
-            const auto ad = dequantize_row(p.a_type, &p.a[j * p.a_stride], n);
-            const double tol = simd_tolerance(t, k->isa) * abs_dot(wd, ad);
             const float g = got[j * p.n_rows + r], e = ref[j * p.n_rows + r];
-            EXPECT_NEAR(g, e, tol) << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n;
+            EXPECT_EQ(std::memcmp(&g, &e, sizeof g), 0)
+                << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n << ": " << g
+                << " vs scalar " << e;
             // dot() is the same computation as a 1x1 matmul.
             const float d =
                 k->dot[static_cast<int>(t)](n, &p.w[r * p.w_stride], &p.a[j * p.a_stride]);
@@ -306,9 +301,9 @@ std::vector<float> adversarial_row(int64_t n, uint32_t seed) {
   return x;
 }
 
-TEST(Kernels, SimdActivationQuantizersAreBitIdenticalToReference) {
-  const auto tables = simd_tables();
-  if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD path";
+// The scalar activation quantizers are llama.cpp's x86 CPU-backend ones for Q8_0/Q8_1 and the
+// reference ones otherwise; every SIMD path reproduces them byte for byte.
+TEST(Kernels, ActivationQuantizersAreBitIdenticalOnEveryPath) {
   constexpr int64_t kN = 256 * 12;
   const auto x = adversarial_row(kN, 99);
   for (GgmlType a : kActivationTypes) {
@@ -316,18 +311,38 @@ TEST(Kernels, SimdActivationQuantizersAreBitIdenticalToReference) {
     std::vector<uint8_t> want(rb);
     if (a == GgmlType::F32) {
       std::memcpy(want.data(), x.data(), rb);
+    } else if (a == GgmlType::Q8_0) {
+      quantize_row_q8_0_ggml_cpu(x.data(), reinterpret_cast<BlockQ8_0*>(want.data()), kN);
+    } else if (a == GgmlType::Q8_1) {
+      quantize_row_q8_1_ggml_cpu(x.data(), reinterpret_cast<BlockQ8_1*>(want.data()), kN);
     } else {
       (*type_traits(a))->from_float_ref(x.data(), want.data(), kN);
     }
     std::vector<uint8_t> got_scalar(rb);
     ASSERT_TRUE(quantize_rows(scalar(), a, x.data(), kN, 1, kN, got_scalar.data(), rb).ok());
     EXPECT_EQ(got_scalar, want) << "scalar " << gguf::type_name(a);
-    for (const KernelTable* k : tables) {
+    for (const KernelTable* k : simd_tables()) {
       std::vector<uint8_t> got(rb);
       ASSERT_TRUE(quantize_rows(*k, a, x.data(), kN, 1, kN, got.data(), rb).ok());
       EXPECT_EQ(got, want) << isa_name(k->isa) << " " << gguf::type_name(a);
     }
   }
+}
+
+// llama.cpp's x86 activation rounding: q = round-half-even(x * (127 / amax)). With amax = 127 the
+// products are exact, so .5 ties show the rule.
+TEST(Kernels, ActivationQ8RoundsHalfToEvenLikeLlamaCpp) {
+  std::vector<float> x(32, 0.0f);
+  x[0] = 127.0f;
+  x[1] = 2.5f;
+  x[2] = -2.5f;
+  x[3] = 3.5f;
+  BlockQ8_0 y;
+  ASSERT_TRUE(quantize_rows(scalar(), GgmlType::Q8_0, x.data(), 32, 1, 32, &y, sizeof y).ok());
+  EXPECT_EQ(y.qs[0], 127);
+  EXPECT_EQ(y.qs[1], 2);
+  EXPECT_EQ(y.qs[2], -2);
+  EXPECT_EQ(y.qs[3], 4);
 }
 
 TEST(Kernels, RejectsBadArguments) {
