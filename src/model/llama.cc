@@ -278,8 +278,8 @@ struct Forward {
   // over head_dim (simd_gemm), scaled, the running max and sum are rescaled by expf when the tile
   // max is larger, the tile's exponentials come from expf_ggml_avx512 with their sum taken per 16
   // lanes and added in double, and each V column is an FMA chain over the tile's 64 cells.
-  void attention_tiled(int64_t g, int64_t n_kv, const float* qf, float scale, float* kt, float* p,
-                       float* acc, const float* kf, const float* vf, float* dst) const {
+  void attention_tiled(int64_t g, int64_t n_kv, const float* qf, float scale, float* ktile,
+                       float* p, float* acc, const float* kf, const float* vf, float* dst) const {
     const int64_t row = hp.n_embd_kv();
     constexpr int64_t kTile = 64;
     const int64_t hd = hp.head_dim;
@@ -290,12 +290,10 @@ struct Forward {
       // K tile transposed to [d][cell] so that the chains over d run across cells.
       for (int64_t j = 0; j < valid; ++j) {
         const float* kr = kf + (c0 + j) * row + g * hd;
-        for (int64_t d = 0; d < hd; ++d) kt[d * kTile + j] = kr[d];
+        for (int64_t d = 0; d < hd; ++d) ktile[d * kTile + j] = kr[d];
       }
       std::fill(p, p + kTile, 0.0f);
-      for (int64_t d = 0; d < hd; ++d) {
-        for (int64_t j = 0; j < valid; ++j) p[j] = fma_chain(qf[d], kt[d * kTile + j], p[j]);
-      }
+      kt.fma_rows(hd, valid, qf, ktile, kTile, p);
       float tile_max = -INFINITY;
       for (int64_t j = 0; j < kTile; ++j) {
         p[j] = j < valid ? p[j] * scale : -INFINITY;  // masked cells are -inf
@@ -315,10 +313,7 @@ struct Forward {
       }
       s_run = static_cast<float>(static_cast<double>(s_run) + sum);
       // Masked cells have p = 0 and add nothing.
-      for (int64_t j = 0; j < valid; ++j) {
-        const float* vr = vf + (c0 + j) * row + g * hd;
-        for (int64_t d = 0; d < hd; ++d) acc[d] = fma_chain(p[j], vr[d], acc[d]);
-      }
+      kt.fma_rows(valid, hd, p, vf + c0 * row + g * hd, static_cast<size_t>(row), acc);
     }
     const float inv = s_run == 0.0f ? 0.0f : 1.0f / s_run;
     for (int64_t d = 0; d < hd; ++d) dst[d] = acc[d] * inv;

@@ -58,6 +58,12 @@ using MatmulFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t n_r
 // f32 row of `n` elements -> activation type (n a multiple of its block size).
 using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 
+// y[i] = fma(a[k], x[k * ldx + i], y[i]) for k = 0 .. n_k - 1 in that order, for every i < n: one
+// IEEE fused multiply-add (one rounding) per step, so every path gives the same bits. The chains
+// of llama.cpp's float kernels (attention scores and value sums) are this operation.
+using FmaRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx,
+                           float* y);
+
 inline constexpr int kMaxTypeId = 40;
 
 // Kernels of one ISA, indexed by ggml type id; null entries are unsupported types.
@@ -66,6 +72,7 @@ struct KernelTable {
   DotFn dot[kMaxTypeId] = {};               // by weight type
   MatmulFn matmul[kMaxTypeId] = {};         // by weight type
   QuantizeRowFn quantize[kMaxTypeId] = {};  // by activation type (F32, F16, BF16, Q8_0/1, Q8_K)
+  FmaRowsFn fma_rows = nullptr;
 };
 
 // The activation type llama.cpp pairs with `weight` (F32->F32, F16->F16, BF16->BF16,

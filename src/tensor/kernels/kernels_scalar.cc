@@ -305,6 +305,13 @@ void quantize_q8_k(const float* x, void* y, int64_t n) {
   quantize_row_q8_k_ref(x, static_cast<BlockQ8_K*>(y), n);
 }
 
+void fma_rows(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx, float* y) {
+  for (int64_t k = 0; k < n_k; ++k) {
+    const float* xr = x + k * static_cast<int64_t>(ldx);
+    for (int64_t i = 0; i < n; ++i) y[i] = std::fma(a[k], xr[i], y[i]);
+  }
+}
+
 // The scalar matmul is one dot per pair: trivially batch-independent.
 template <DotFn kDot>
 void matmul_by_dot(int64_t n, const void* w, size_t w_stride, int64_t n_rows, const void* a,
@@ -346,6 +353,7 @@ KernelTable make_table() {
   k.quantize[id(GgmlType::Q8_0)] = quantize_q8_0;
   k.quantize[id(GgmlType::Q8_1)] = quantize_q8_1;
   k.quantize[id(GgmlType::Q8_K)] = quantize_q8_k;
+  k.fma_rows = fma_rows;
   return k;
 }
 

@@ -155,6 +155,37 @@ TEST(Kernels, EveryTypeHasKernelsOnEveryPath) {
       EXPECT_NE(k->matmul[i], nullptr) << isa_name(k->isa) << " " << gguf::type_name(t);
       EXPECT_NE(k->quantize[static_cast<int>(*activation_type(t))], nullptr);
     }
+    EXPECT_NE(k->fma_rows, nullptr) << isa_name(k->isa);
+  }
+}
+
+// fma_rows is a chain of IEEE fused multiply-adds per element on every path (widths around the
+// vector sizes, strided rows, huge and tiny values).
+TEST(Kernels, FmaRowsIsExactOnEveryPath) {
+  std::vector<const KernelTable*> tables = simd_tables();
+  tables.push_back(&scalar());
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (int64_t n : {0, 1, 7, 15, 16, 17, 31, 63, 64, 65, 100, 130}) {
+    for (int64_t n_k : {1, 5, 64}) {
+      const size_t ldx = static_cast<size_t>(n) + 3;
+      std::vector<float> a(static_cast<size_t>(n_k)), x(static_cast<size_t>(n_k) * ldx), y0(n);
+      for (auto& v : a) v = u(rng);
+      for (auto& v : x) v = u(rng) * (rng() % 7 == 0 ? 1e-30f : 1.0f);
+      for (auto& v : y0) v = u(rng) * 1e3f;
+      std::vector<float> want = y0;
+      for (int64_t k = 0; k < n_k; ++k) {
+        for (int64_t i = 0; i < n; ++i) {
+          want[i] = std::fma(a[k], x[k * ldx + i], want[i]);
+        }
+      }
+      for (const KernelTable* k : tables) {
+        std::vector<float> y = y0;
+        k->fma_rows(n_k, n, a.data(), x.data(), ldx, y.data());
+        EXPECT_EQ(std::memcmp(y.data(), want.data(), want.size() * sizeof(float)), 0)
+            << isa_name(k->isa) << " n " << n << " n_k " << n_k;
+      }
+    }
   }
 }
 
