@@ -49,51 +49,6 @@ inline float fma_chain(float x, float y, float z) {
   return static_cast<float>(s);
 }
 
-// exp(x) the way llama.cpp's CPU backend computes it for SiLU on AVX-512 (ggml_v_expf, an ARM
-// optimized-routines port, max error ~1.5 ulp): llama.cpp's logits follow its rounding, not libm's.
-// Steps: n = round(x / ln 2); b = x - n ln 2 (Cody-Waite, two fused steps); exp(b) by a degree-5
-// polynomial of fused multiply-adds; times 2^n (vscalefps). Each step is reproduced exactly:
-inline float expf_ggml_avx512(float x) {
-  // z = fma(x, log2e, 1.5 * 2^23) keeps round-half-even(x * log2e) in its low bits; the product
-  // is exact in double, so rounding it there (add and subtract 1.5 * 2^52) gives the same n.
-  const double xl = static_cast<double>(x) * 0x1.715476p+0f;
-  const float n = static_cast<float>((xl + 0x1.8p52) - 0x1.8p52);
-  // x - n * 0x1.62e4p-1 is exact in float whenever |n| <= 192 (its ulp is >= 2^-25 and it is
-  // < 0.5), and subtracting n * 0x1.7f7d1cp-20 (a multiple of 2^-43, < 2^-11) from it is exact in
-  // double, so rounding to float once matches the two fused steps.
-  const double nd = n;
-  const float b = static_cast<float>((static_cast<double>(x) - nd * 0x1.62e4p-1) -
-                                     nd * static_cast<double>(0x1.7f7d1cp-20f));
-  const float u = b * b;
-  const float j = fma_exact(fma_exact(fma_exact(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
-                                      fma_exact(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-                            u, fma_exact(0x1.ffffecp-1f, b, 1.0f));
-  // vscalefps: j * 2^n rounded once (also into subnormals): exact in double, then one rounding.
-  // 2^n is built from the bits of n + 2^52 + 1023 (any n; out-of-range n is replaced below).
-  const uint64_t e = std::bit_cast<uint64_t>(nd + (0x1p52 + 1023.0)) << 52;
-  const float res = static_cast<float>(static_cast<double>(j) * std::bit_cast<double>(e));
-  // |n| > 192 (not NaN): the routine returns 0 for n < 0 and infinity for n > 0. Tested on the
-  // bits so that the loop stays branch-free (float compares may trap, which blocks if-conversion).
-  const uint32_t nbits = std::bit_cast<uint32_t>(n);
-  const uint32_t nabs = nbits & 0x7fffffffu;
-  const uint32_t big =
-      uint32_t{0} - static_cast<uint32_t>(nabs > 0x43400000u && nabs <= 0x7f800000u);
-  const uint32_t big_value = (nbits >> 31) != 0 ? 0u : 0x7f800000u;  // 0 or infinity
-  return std::bit_cast<float>((std::bit_cast<uint32_t>(res) & ~big) | (big_value & big));
-}
-
-// y[i] = silu(g[i]) * up[i] as llama.cpp's ggml_vec_swiglu_f32 does it on AVX-512: 16-element
-// blocks use expf_ggml_avx512 and x / (1 + e) with -x formed as 0 - x; the last n % 16 elements use
-// libm expf.
-inline void swiglu(float* g, const float* up, int64_t n) {
-  const int64_t nv = n & ~int64_t{15};
-  for (int64_t i = 0; i < nv; ++i) {
-    const float e = expf_ggml_avx512(0.0f - g[i]);
-    g[i] = g[i] / (1.0f + e) * up[i];
-  }
-  for (int64_t i = nv; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * up[i];
-}
-
 // The dot product of an F16-rounded query with an F16 key row (given converted to f32, which is
 // exact), in llama.cpp's order on AVX-512:
 // 64-element steps into 4 x 16 float lanes, reduced pairwise, then a double tail. The products of
@@ -276,7 +231,7 @@ struct Forward {
   // sequence brings >= 64 new tokens at once and head_dim % 16 == 0, for one query row: the query
   // stays F32; cache cells go in tiles of 64 from position 0; per tile, the scores are FMA chains
   // over head_dim (simd_gemm), scaled, the running max and sum are rescaled by expf when the tile
-  // max is larger, the tile's exponentials come from expf_ggml_avx512 with their sum taken per 16
+  // max is larger, the tile's exponentials come from kt.exp_ggml with their sum taken per 16
   // lanes and added in double, and each V column is an FMA chain over the tile's 64 cells.
   void attention_tiled(int64_t g, int64_t n_kv, const float* qf, float scale, float* ktile,
                        float* p, float* acc, const float* kf, const float* vf, float* dst) const {
@@ -308,7 +263,8 @@ struct Forward {
       m_run = m_new;
       double sum = 0.0;
       for (int64_t b = 0; b < kTile; b += 16) {
-        for (int64_t j = b; j < b + 16; ++j) p[j] = expf_ggml_avx512(p[j] - m_new);
+        for (int64_t j = b; j < b + 16; ++j) p[j] -= m_new;
+        kt.exp_ggml(p + b, 16);
         sum += static_cast<double>(reduce_add_16(p + b));
       }
       s_run = static_cast<float>(static_cast<double>(s_run) + sum);
@@ -488,7 +444,7 @@ struct Forward {
       rms_norm(x, l.ffn_norm, xn, n_tok);
       linear({{&l.w_gate, ws.gate_.data()}, {&l.w_up, ws.up_.data()}}, xn, n_tok);
       float* g = ws.gate_.data();
-      for (int64_t t = 0; t < n_tok; ++t) swiglu(g + t * F, ws.up_.data() + t * F, F);
+      for (int64_t t = 0; t < n_tok; ++t) kt.swiglu(g + t * F, ws.up_.data() + t * F, F);
       linear({{&l.w_down, xn}}, g, n_tok);
       for (size_t i = 0; i < sz(n_tok, E); ++i) x[i] += xn[i];
       if (err) return *err;

@@ -64,6 +64,14 @@ using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 using FmaRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx,
                            float* y);
 
+// x[i] = exp(x[i]) for i < n, computed as llama.cpp's AVX-512 build does (ggml_v_expf: a
+// degree-5 polynomial after a Cody-Waite reduction, scaled by 2^n; ~1.5 ulp), bit for bit on every
+// path: llama.cpp's logits follow its rounding, not libm's.
+using ExpFn = void (*)(float* x, int64_t n);
+// g[i] = silu(g[i]) * up[i] as llama.cpp's AVX-512 ggml_vec_swiglu_f32: blocks of 16 as
+// g / (1 + exp_ggml(0 - g)) * up, the last n % 16 elements with libm's expf.
+using SwigluFn = void (*)(float* g, const float* up, int64_t n);
+
 inline constexpr int kMaxTypeId = 40;
 
 // Kernels of one ISA, indexed by ggml type id; null entries are unsupported types.
@@ -73,6 +81,8 @@ struct KernelTable {
   MatmulFn matmul[kMaxTypeId] = {};         // by weight type
   QuantizeRowFn quantize[kMaxTypeId] = {};  // by activation type (F32, F16, BF16, Q8_0/1, Q8_K)
   FmaRowsFn fma_rows = nullptr;
+  ExpFn exp_ggml = nullptr;
+  SwigluFn swiglu = nullptr;
 };
 
 // The activation type llama.cpp pairs with `weight` (F32->F32, F16->F16, BF16->BF16,

@@ -312,6 +312,35 @@ void fma_rows(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx
   }
 }
 
+// One lane of ggml_v_expf (AVX-512), step by step; std::fma is the hardware instruction's exact
+// rounding.
+float exp_ggml_one(float x) {
+  const float r = 0x1.8p23f;
+  const float z = std::fma(x, 0x1.715476p+0f, r);
+  const float n = z - r;  // round-half-even(x * log2 e)
+  const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+  if (!(std::fabs(n) <= 192.0f)) {
+    if (std::isnan(n)) return n;
+    return n <= 0.0f ? 0.0f : INFINITY;
+  }
+  const float u = b * b;
+  const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                    std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                           u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+  // vscalefps: j * 2^n rounded once (also into the subnormals); exact in double, then one rounding.
+  return static_cast<float>(static_cast<double>(j) * std::ldexp(1.0, static_cast<int>(n)));
+}
+
+void exp_ggml(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = exp_ggml_one(x[i]);
+}
+
+void swiglu(float* g, const float* up, int64_t n) {
+  const int64_t nv = n & ~int64_t{15};
+  for (int64_t i = 0; i < nv; ++i) g[i] = g[i] / (1.0f + exp_ggml_one(0.0f - g[i])) * up[i];
+  for (int64_t i = nv; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * up[i];
+}
+
 // The scalar matmul is one dot per pair: trivially batch-independent.
 template <DotFn kDot>
 void matmul_by_dot(int64_t n, const void* w, size_t w_stride, int64_t n_rows, const void* a,
@@ -354,6 +383,8 @@ KernelTable make_table() {
   k.quantize[id(GgmlType::Q8_1)] = quantize_q8_1;
   k.quantize[id(GgmlType::Q8_K)] = quantize_q8_k;
   k.fma_rows = fma_rows;
+  k.exp_ggml = exp_ggml;
+  k.swiglu = swiglu;
   return k;
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -156,6 +157,55 @@ TEST(Kernels, EveryTypeHasKernelsOnEveryPath) {
       EXPECT_NE(k->quantize[static_cast<int>(*activation_type(t))], nullptr);
     }
     EXPECT_NE(k->fma_rows, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->exp_ggml, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->swiglu, nullptr) << isa_name(k->isa);
+  }
+}
+
+// Arguments of exp: ordinary values, every 2^n scale from overflow down to the subnormals and
+// below (|n| > 192 gives 0 or infinity), signed zeros, infinities.
+std::vector<float> exp_arguments() {
+  std::vector<float> x;
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-20.0f, 20.0f);
+  for (int i = 0; i < 4000; ++i) x.push_back(u(rng));
+  for (float v = -140.0f; v <= 140.0f; v += 0.37f) x.push_back(v);
+  for (float v : {-87.3f, -87.4f, -88.0f, -103.2f, -103.3f, -103.9f, -104.0f, -133.0f, -133.2f,
+                  88.7f, 88.8f, 89.0f, 0.0f, -0.0f, 1e-30f, -1e-30f, 1e30f, -1e30f})
+    x.push_back(v);
+  x.push_back(std::numeric_limits<float>::infinity());
+  x.push_back(-std::numeric_limits<float>::infinity());
+  return x;
+}
+
+// llama.cpp's AVX-512 expf and SwiGLU give the same bits on every path; the scalar path's exp is
+// within 2 ulp of libm's.
+TEST(Kernels, ExpAndSwigluAreBitIdenticalOnEveryPath) {
+  const std::vector<float> x = exp_arguments();
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<float> want = x;
+  scalar().exp_ggml(want.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float lib = std::exp(x[i]);
+    if (std::isfinite(lib) && lib > 1e-37f) {
+      EXPECT_NEAR(want[i], lib, 2.5e-7f * lib) << "exp(" << x[i] << ")";
+    }
+  }
+  std::vector<float> up(x.size());
+  for (size_t i = 0; i < up.size(); ++i) up[i] = 0.5f + static_cast<float>(i % 13) * 0.1f;
+  for (int64_t len : {n, n - 5, int64_t{15}, int64_t{16}, int64_t{17}}) {
+    std::vector<float> gw(x.begin(), x.begin() + len);
+    scalar().swiglu(gw.data(), up.data(), len);
+    for (const KernelTable* k : simd_tables()) {
+      std::vector<float> e(x.begin(), x.begin() + len);
+      k->exp_ggml(e.data(), len);
+      EXPECT_EQ(std::memcmp(e.data(), want.data(), e.size() * sizeof(float)), 0)
+          << isa_name(k->isa) << " exp, length " << len;
+      std::vector<float> g(x.begin(), x.begin() + len);
+      k->swiglu(g.data(), up.data(), len);
+      EXPECT_EQ(std::memcmp(g.data(), gw.data(), g.size() * sizeof(float)), 0)
+          << isa_name(k->isa) << " swiglu, length " << len;
+    }
   }
 }
 
