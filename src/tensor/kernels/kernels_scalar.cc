@@ -171,55 +171,33 @@ float dot_legacy(int64_t n, const void* vw, const void* va) {
   return r;
 }
 
-// K types (super-blocks of 256): per super-block, 16 exact integer lanes; element e goes to lane
-// (e % 64) / 4 (a 512-bit register holds 64 quants), each product times its sub-block scale. Types
-// stored with a bias (Q3_K: q + 4, Q6_K: q + 32) have the bias removed from lanes 0..7 as
-// 2^shift * (bsum[2l] * scale[2l] + bsum[2l + 1] * scale[2l + 1]). The lanes accumulate
-// fma(lane, d_a * d, acc); the min term has 8 lanes, m[l] = bsum[2l] * min(2l) + bsum[2l + 1] *
-// min(2l + 1) (min of 16-element group k), accumulating fma(m, d_a * dmin, accm). Row value:
-// hsum16(acc) - hsum8(accm).
-struct KLanes {
-  int32_t isum[16] = {};
-  int32_t msum[8] = {};
-};
-
+// K types (super-blocks of 256): per super-block the exact integer sums isum = sum(scale * q * y)
+// (biases of stored quants removed exactly) and, for types with mins, msum = sum(min * bsum) over
+// the sub-blocks; then, in super-block order, acc = fma(isum, d_w * d_a, acc) and accm =
+// fma(msum, dmin_w * d_a, accm); row value acc - accm. (llama.cpp's repacked Q4_K kernels do the
+// same.)
 struct KAccum {
-  float acc[16] = {};
-  float accm[8] = {};
-  void add(const KLanes& k, float scale, float scale_min, bool with_mins) {
-    for (int l = 0; l < 16; ++l) acc[l] = std::fma(static_cast<float>(k.isum[l]), scale, acc[l]);
-    if (with_mins) {
-      for (int l = 0; l < 8; ++l) {
-        accm[l] = std::fma(static_cast<float>(k.msum[l]), scale_min, accm[l]);
-      }
-    }
-  }
-  float result(bool with_mins) const {
-    const float r = hsum16(acc);
-    return with_mins ? r - hsum8(accm) : r;
+  float acc = 0.0f, accm = 0.0f;
+  void add(int32_t isum, float scale) { acc = std::fma(static_cast<float>(isum), scale, acc); }
+  void add_mins(int32_t msum, float scale_min) {
+    accm = std::fma(static_cast<float>(msum), scale_min, accm);
   }
 };
-
-inline int k_lane(int e) {
-  return (e % 64) / 4;
-}
 
 float dot_q2_k(int64_t n, const void* vw, const void* va) {
   const auto* w = static_cast<const BlockQ2_K*>(vw);
   const auto* a = static_cast<const BlockQ8_K*>(va);
   KAccum acc;
   for (int64_t b = 0; b < n / kQKK; ++b) {
-    KLanes k;
+    int32_t isum = 0, msum = 0;
     for (int e = 0; e < kQKK; ++e) {
-      k.isum[k_lane(e)] += (w[b].scales[e / 16] & 0xf) * k2_low(w[b].qs, e) * a[b].qs[e];
+      isum += (w[b].scales[e / 16] & 0xf) * k2_low(w[b].qs, e) * a[b].qs[e];
     }
-    for (int l = 0; l < 8; ++l) {
-      k.msum[l] = a[b].bsums[2 * l] * (w[b].scales[2 * l] >> 4) +
-                  a[b].bsums[2 * l + 1] * (w[b].scales[2 * l + 1] >> 4);
-    }
-    acc.add(k, a[b].d * fp16_to_f32(w[b].d), a[b].d * fp16_to_f32(w[b].dmin), true);
+    for (int j = 0; j < 16; ++j) msum += a[b].bsums[j] * (w[b].scales[j] >> 4);
+    acc.add(isum, fp16_to_f32(w[b].d) * a[b].d);
+    acc.add_mins(msum, fp16_to_f32(w[b].dmin) * a[b].d);
   }
-  return acc.result(true);
+  return acc.acc - acc.accm;
 }
 float dot_q3_k(int64_t n, const void* vw, const void* va) {
   const auto* w = static_cast<const BlockQ3_K*>(vw);
@@ -228,17 +206,14 @@ float dot_q3_k(int64_t n, const void* vw, const void* va) {
   for (int64_t b = 0; b < n / kQKK; ++b) {
     int8_t sc[16];
     unpack_q3k_scales(w[b].scales, sc);
-    KLanes k;
+    int32_t isum = 0;
     for (int e = 0; e < kQKK; ++e) {
-      const int u = k2_low(w[b].qs, e) | (k_high_bit(w[b].hmask, e) << 2);  // q + 4
-      k.isum[k_lane(e)] += sc[e / 16] * u * a[b].qs[e];
+      const int q = k2_low(w[b].qs, e) - (k_high_bit(w[b].hmask, e) ? 0 : 4);
+      isum += sc[e / 16] * q * a[b].qs[e];
     }
-    for (int l = 0; l < 8; ++l) {
-      k.isum[l] -= (a[b].bsums[2 * l] * sc[2 * l] + a[b].bsums[2 * l + 1] * sc[2 * l + 1]) * 4;
-    }
-    acc.add(k, a[b].d * fp16_to_f32(w[b].d), 0.0f, false);
+    acc.add(isum, fp16_to_f32(w[b].d) * a[b].d);
   }
-  return acc.result(false);
+  return acc.acc;
 }
 template <bool kFive>
 float dot_q45_k(int64_t n, const void* vw, const void* va) {
@@ -249,36 +224,28 @@ float dot_q45_k(int64_t n, const void* vw, const void* va) {
   for (int64_t b = 0; b < n / kQKK; ++b) {
     uint8_t sm[16];
     unpack_k4_scales(w[b].scales, sm);
-    KLanes k;
+    int32_t isum = 0, msum = 0;
     for (int e = 0; e < kQKK; ++e) {
       int q = k4_low(w[b].qs, e);
       if constexpr (kFive) q |= k_high_bit(w[b].qh, e) << 4;
-      k.isum[k_lane(e)] += sm[e / 32] * q * a[b].qs[e];
+      isum += sm[e / 32] * q * a[b].qs[e];
     }
-    for (int l = 0; l < 8; ++l) {
-      k.msum[l] = a[b].bsums[2 * l] * sm[8 + l] + a[b].bsums[2 * l + 1] * sm[8 + l];
-    }
-    acc.add(k, a[b].d * fp16_to_f32(w[b].d), a[b].d * fp16_to_f32(w[b].dmin), true);
+    for (int j = 0; j < 8; ++j) msum += sm[8 + j] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+    acc.add(isum, fp16_to_f32(w[b].d) * a[b].d);
+    acc.add_mins(msum, fp16_to_f32(w[b].dmin) * a[b].d);
   }
-  return acc.result(true);
+  return acc.acc - acc.accm;
 }
 float dot_q6_k(int64_t n, const void* vw, const void* va) {
   const auto* w = static_cast<const BlockQ6_K*>(vw);
   const auto* a = static_cast<const BlockQ8_K*>(va);
   KAccum acc;
   for (int64_t b = 0; b < n / kQKK; ++b) {
-    KLanes k;
-    for (int e = 0; e < kQKK; ++e) {
-      k.isum[k_lane(e)] += w[b].scales[e / 16] * (q6k_quant(w[b], e) + 32) * a[b].qs[e];
-    }
-    for (int l = 0; l < 8; ++l) {
-      k.isum[l] -= (a[b].bsums[2 * l] * w[b].scales[2 * l] +
-                    a[b].bsums[2 * l + 1] * w[b].scales[2 * l + 1]) *
-                   32;
-    }
-    acc.add(k, a[b].d * fp16_to_f32(w[b].d), 0.0f, false);
+    int32_t isum = 0;
+    for (int e = 0; e < kQKK; ++e) isum += w[b].scales[e / 16] * q6k_quant(w[b], e) * a[b].qs[e];
+    acc.add(isum, fp16_to_f32(w[b].d) * a[b].d);
   }
-  return acc.result(false);
+  return acc.acc;
 }
 
 // ---- activation quantizers -------------------------------------------------------------------
