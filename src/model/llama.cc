@@ -157,6 +157,7 @@ struct Forward {
       const Weight& w = *t.w;
       tensor::MatmulArgs args;
       args.w_type = w.type;
+      args.packed = w.packed;
       args.w = w.data;
       args.w_stride = w.row_bytes;
       args.n_cols = n_cols;
@@ -165,7 +166,8 @@ struct Forward {
       args.n_tok = rows;
       args.out = t.out;
       args.out_stride = static_cast<size_t>(w.n_rows);
-      parallel(w.n_rows, 16, [&](int64_t r0, int64_t r1) {
+      // Row ranges in whole packed groups.
+      parallel(w.n_rows, tensor::kPackRows, [&](int64_t r0, int64_t r1) {
         tensor::MatmulArgs part = args;
         part.r0 = r0;
         part.r1 = r1;

@@ -1,5 +1,9 @@
 #include "model/model.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <cstring>
 
 #include "tensor/kernels/kernels.h"
@@ -116,6 +120,47 @@ Status Model::bind() {
   return {};
 }
 
+void Model::FreeDeleter::operator()(uint8_t* p) const {
+  std::free(p);
+}
+
+Status Model::pack_weights() {
+  auto kernels = tensor::active_kernels();
+  if (!kernels) return kernels.take_error();
+  const tensor::KernelTable& kt = **kernels;
+  const long page = sysconf(_SC_PAGESIZE);
+  auto pack = [&](Weight& w) -> Status {
+    if (w.packed || kt.matmul_packed[static_cast<int>(w.type)] == nullptr ||
+        w.n_rows % tensor::kPackRows != 0) {
+      return {};
+    }
+    const size_t bytes = w.row_bytes * static_cast<size_t>(w.n_rows);
+    const size_t alloc = (bytes + 63) / 64 * 64;
+    std::unique_ptr<uint8_t[], FreeDeleter> buf(
+        static_cast<uint8_t*>(std::aligned_alloc(64, alloc)));
+    if (!buf) return make_error("out of memory packing a ", bytes, "-byte weight");
+    REALM_TRY(tensor::pack_rows(w.type, w.data, w.n_rows, w.n_cols, buf.get()));
+    // The mapped pages of the original are not read again: drop them from this process.
+    const auto begin = reinterpret_cast<uintptr_t>(w.data);
+    const uintptr_t first = (begin + page - 1) / page * page;
+    const uintptr_t last = (begin + bytes) / page * page;
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    w.data = buf.get();
+    w.packed = true;
+    packed_.push_back(std::move(buf));
+    return {};
+  };
+  // The output matrix is packed only when it is not the token embedding table, whose rows are
+  // also read one by one.
+  if (output_.data != tok_embd_.data) REALM_TRY(pack(output_));
+  for (Layer& l : layers_) {
+    for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      REALM_TRY(pack(*w));
+    }
+  }
+  return {};
+}
+
 Expected<std::shared_ptr<const Model>> Model::load(const std::string& path) {
   auto file = gguf::GgufFile::open(path);
   if (!file) return file.take_error();
@@ -126,8 +171,8 @@ Expected<std::shared_ptr<const Model>> Model::load(const std::string& path) {
   m->hp_ = std::move(*hp);
   auto st = m->bind();
   if (!st) return make_error(path, ": ", st.error().message);
-  auto kernels = tensor::active_kernels();
-  if (!kernels) return kernels.take_error();
+  st = m->pack_weights();
+  if (!st) return make_error(path, ": ", st.error().message);
   return std::shared_ptr<const Model>(std::move(m));
 }
 

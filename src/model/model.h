@@ -28,6 +28,7 @@ using gguf::GgmlType;
 // One weight matrix (or vector) inside the mapped file: n_rows rows of n_cols elements.
 struct Weight {
   GgmlType type = GgmlType::F32;
+  bool packed = false;  // rows packed for the kernels (tensor::pack_rows), in memory the model owns
   const uint8_t* data = nullptr;
   int64_t n_cols = 0;
   int64_t n_rows = 0;
@@ -115,8 +116,15 @@ class Model {
 
   Model() = default;
   Status bind();
+  // Repacks every matmul weight the active kernels have a packed layout for (same size; the
+  // mapped file's pages of those tensors are released afterwards).
+  Status pack_weights();
 
   gguf::GgufFile file_;
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const;
+  };
+  std::vector<std::unique_ptr<uint8_t[], FreeDeleter>> packed_;  // storage of packed weights
   Hparams hp_;
   Weight tok_embd_, output_;
   std::vector<float> output_norm_;

@@ -2,6 +2,7 @@
 //   dot/<type>/<isa>          one 4096-wide row dot (weights stay in L1: kernel speed)
 //   mm2048x1/<type>/<isa>     2048x2048 weights x 1 activation row (decode shape)
 //   mm2048x16/<type>/<isa>    2048x2048 weights x 16 activation rows (prefill shape)
+//   packed-mm2048x{1,16}/...  the same with the weights in the packed layout (packable types)
 //   quantize/<act>/<isa>      one 4096-wide f32 activation row -> activation type
 // bytes_per_second counts weight bytes read (activation bytes for quantize).
 // Usage: bench_dot [--benchmark_filter=...] [--benchmark_repetitions=N]
@@ -31,6 +32,7 @@ struct Data {
   std::vector<uint8_t> w;  // kMatN rows of kMatN (the dot uses the first 2 rows as 4096)
   std::vector<uint8_t> a;  // 16 activation rows of kMatN, and one of kRowN
   std::vector<uint8_t> a_row;
+  std::vector<uint8_t> w_packed;  // w in the packed layout, for packable types
   size_t w_stride, a_stride;
 };
 
@@ -62,6 +64,10 @@ const Data& data_for(GgmlType t) {
     for (int64_t r = 0; r < kMatN; ++r)
       tt->from_float_ref(&wf[r * kMatN], &d.w[r * d.w_stride], kMatN);
   }
+  if (realm::tensor::packable(t)) {
+    d.w_packed.resize(d.w.size());
+    (void)realm::tensor::pack_rows(t, d.w.data(), kMatN, kMatN, d.w_packed.data());
+  }
   const auto af = random_floats(16 * kMatN, 2, 1.0f);
   d.a.resize(16 * d.a_stride);
   (void)realm::tensor::quantize_rows(*scalar, at, af.data(), kMatN, 16, kMatN, d.a.data(),
@@ -81,12 +87,14 @@ void bench_dot(benchmark::State& state, const KernelTable* k, GgmlType t) {
   state.SetBytesProcessed(state.iterations() * 2 * d.w_stride);
 }
 
-void bench_matmul(benchmark::State& state, const KernelTable* k, GgmlType t, int64_t n_tok) {
+void bench_matmul(benchmark::State& state, const KernelTable* k, GgmlType t, int64_t n_tok,
+                  bool packed) {
   const Data& d = data_for(t);
   std::vector<float> out(n_tok * kMatN);
   realm::tensor::MatmulArgs m;
   m.w_type = t;
-  m.w = d.w.data();
+  m.packed = packed;
+  m.w = packed ? d.w_packed.data() : d.w.data();
   m.w_stride = d.w_stride;
   m.n_cols = kMatN;
   m.a = d.a.data();
@@ -133,8 +141,15 @@ int main(int argc, char** argv) {
     for (GgmlType t : types) {
       const std::string tn(realm::gguf::type_name(t));
       benchmark::RegisterBenchmark(("dot/" + tn + suffix).c_str(), bench_dot, k, t);
-      benchmark::RegisterBenchmark(("mm2048x1/" + tn + suffix).c_str(), bench_matmul, k, t, 1);
-      benchmark::RegisterBenchmark(("mm2048x16/" + tn + suffix).c_str(), bench_matmul, k, t, 16);
+      for (int64_t n_tok : {1, 16}) {
+        const std::string shape = "mm2048x" + std::to_string(n_tok) + "/";
+        benchmark::RegisterBenchmark((shape + tn + suffix).c_str(), bench_matmul, k, t, n_tok,
+                                     false);
+        if (k->matmul_packed[static_cast<int>(t)] != nullptr) {
+          benchmark::RegisterBenchmark(("packed-" + shape + tn + suffix).c_str(), bench_matmul, k,
+                                       t, n_tok, true);
+        }
+      }
     }
     for (GgmlType at : acts) {
       benchmark::RegisterBenchmark(

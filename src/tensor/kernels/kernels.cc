@@ -1,7 +1,10 @@
-// Dispatch: the one ISA decision per process, table lookup, argument checks for matmul.
-#include <cstdlib>
-
+// Dispatch: the one ISA decision per process, table lookup, argument checks for matmul; the packed
+// weight layouts.
 #include "tensor/kernels/kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+
 #include "tensor/kernels/kernels_internal.h"
 
 namespace realm::tensor {
@@ -93,6 +96,52 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
   }
 }
 
+// ---- packed layouts ----------------------------------------------------------------------------
+//
+// Q4_K, per group of 16 rows and super-block (16 x 144 bytes):
+//   d[16], dmin[16] (fp16), then the 12 packed scale bytes of row r as three little-endian words:
+//   w0[16], w1[16], w2[16], then 32 steps of 64 bytes: step s, row r, byte c (4 bytes per row) =
+//   q[8s + c] | q[8s + 4 + c] << 4, q = the row's 4-bit quants in element order.
+
+bool packable(GgmlType t) {
+  return t == GgmlType::Q4_K;
+}
+
+Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst) {
+  if (!packable(t)) return make_error("pack_rows: ", gguf::type_name(t), " has no packed layout");
+  const auto row_bytes = gguf::row_bytes(t, static_cast<uint64_t>(n_cols));
+  if (n_cols <= 0 || !row_bytes || n_rows < 0 || n_rows % kPackRows != 0) {
+    return make_error("pack_rows: ", n_rows, " x ", n_cols, " is not whole ", gguf::type_name(t),
+                      " super-blocks in groups of ", kPackRows, " rows");
+  }
+  const int64_t nb = n_cols / kQKK;
+  const auto* in = static_cast<const BlockQ4_K*>(src);
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ4_K);
+      for (int r = 0; r < kPackRows; ++r) {
+        const BlockQ4_K& x = in[(g * kPackRows + r) * nb + b];
+        std::memcpy(o + 2 * r, &x.d, 2);
+        std::memcpy(o + 32 + 2 * r, &x.dmin, 2);
+        for (int wd = 0; wd < 3; ++wd) std::memcpy(o + 64 + 64 * wd + 4 * r, x.scales + 4 * wd, 4);
+        uint8_t q[kQKK];
+        for (int e = 0; e < kQKK; ++e) {
+          q[e] =
+              static_cast<uint8_t>((x.qs[32 * (e / 64) + e % 32] >> (4 * ((e % 64) / 32))) & 0xf);
+        }
+        for (int step = 0; step < 32; ++step) {
+          for (int c = 0; c < 4; ++c) {
+            o[256 + 64 * step + 4 * r + c] =
+                static_cast<uint8_t>(q[8 * step + c] | (q[8 * step + 4 + c] << 4));
+          }
+        }
+      }
+    }
+  }
+  return {};
+}
+
 Status quantize_rows(const KernelTable& k, GgmlType act, const float* x, size_t x_stride,
                      int64_t n_rows, int64_t n_cols, void* y, size_t y_stride) {
   const int t = id(act);
@@ -128,9 +177,20 @@ Status matmul(const KernelTable& k, const MatmulArgs& m) {
   if (m.r0 < 0 || m.r1 < m.r0 || m.n_tok < 0) {
     return make_error("matmul: bad row range [", m.r0, ", ", m.r1, ") or n_tok ", m.n_tok);
   }
+  if (m.packed) {
+    if (k.matmul_packed[t] == nullptr) {
+      return make_error("matmul: no packed ", isa_name(k.isa), " kernel for weight type ",
+                        gguf::type_name(m.w_type));
+    }
+    if (m.r0 % kPackRows != 0 || m.r1 % kPackRows != 0 || m.w_stride != *w_bytes) {
+      return make_error("matmul: packed rows [", m.r0, ", ", m.r1, ") not in groups of ", kPackRows,
+                        " or stride ", m.w_stride, " != ", *w_bytes);
+    }
+  }
   if (m.r1 == m.r0 || m.n_tok == 0) return {};
-  k.matmul[t](m.n_cols, static_cast<const uint8_t*>(m.w) + m.r0 * m.w_stride, m.w_stride,
-              m.r1 - m.r0, m.a, m.a_stride, m.n_tok, m.out + m.r0, m.out_stride);
+  const MatmulFn fn = m.packed ? k.matmul_packed[t] : k.matmul[t];
+  fn(m.n_cols, static_cast<const uint8_t*>(m.w) + m.r0 * m.w_stride, m.w_stride, m.r1 - m.r0, m.a,
+     m.a_stride, m.n_tok, m.out + m.r0, m.out_stride);
   return {};
 }
 

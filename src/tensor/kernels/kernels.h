@@ -80,6 +80,7 @@ struct KernelTable {
   DotFn dot[kMaxTypeId] = {};               // by weight type
   MatmulFn matmul[kMaxTypeId] = {};         // by weight type
   QuantizeRowFn quantize[kMaxTypeId] = {};  // by activation type (F32, F16, BF16, Q8_0/1, Q8_K)
+  MatmulFn matmul_packed[kMaxTypeId] = {};  // by weight type; rows packed by pack_rows()
   FmaRowsFn fma_rows = nullptr;
   ExpFn exp_ggml = nullptr;
   SwigluFn swiglu = nullptr;
@@ -103,8 +104,19 @@ Status quantize_rows(const KernelTable& k, GgmlType act, const float* x, size_t 
 // W (rows of n_cols elements of w_type, w_stride bytes apart) times A (n_tok rows already in
 // activation_type(w_type), a_stride bytes apart), for weight rows [r0, r1) only:
 // out[t * out_stride + r] for r in [r0, r1), t < n_tok. Disjoint row ranges may run in parallel.
+// Weight rows packed in groups of kPackRows ("row-interleaved"): one group's super-blocks hold the
+// quants of its rows side by side, so a kernel computes kPackRows rows in the lanes of one
+// register. Same byte size as the plain rows (group g starts at g * kPackRows * row_bytes). The
+// results are bit-identical to the plain layout's (the same canonical order). Packable types: Q4_K.
+inline constexpr int64_t kPackRows = 16;
+bool packable(GgmlType t);
+// Packs n_rows (a multiple of kPackRows) rows of n_cols elements (row_bytes apart) into dst, which
+// must hold n_rows * row_bytes bytes and not overlap src.
+Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst);
+
 struct MatmulArgs {
   GgmlType w_type = GgmlType::F32;
+  bool packed = false;  // w holds pack_rows() output; r0, r1 multiples of kPackRows
   const void* w = nullptr;
   size_t w_stride = 0;
   int64_t n_cols = 0;

@@ -332,6 +332,65 @@ TEST(Kernels, MatmulIsBatchIndependent) {
   }
 }
 
+// Packed (row-interleaved) weights give the plain layout's bits, for every token count and
+// group-aligned row range.
+TEST(Kernels, PackedMatmulIsBitIdenticalToPlain) {
+  std::vector<const KernelTable*> tables = simd_tables();
+  tables.push_back(&scalar());
+  int tested = 0;
+  for (GgmlType t : kWeightTypes) {
+    if (!packable(t)) continue;
+    for (int64_t n : {int64_t{256}, int64_t{768}}) {
+      const Problem p = make_problem(t, 3 * kPackRows, n, 11, 31 + static_cast<uint32_t>(n));
+      std::vector<uint8_t> packed(p.w.size());
+      ASSERT_TRUE(pack_rows(t, p.w.data(), p.n_rows, n, packed.data()).ok());
+      Problem q = p;
+      q.w = packed;
+      const auto want = run_matmul(scalar(), p, 0, p.n_rows, 0, p.n_tok);
+      for (const KernelTable* k : tables) {
+        if (k->matmul_packed[static_cast<int>(t)] == nullptr) continue;
+        ++tested;
+        for (int64_t t0 = 0; t0 < p.n_tok; t0 += 3) {
+          for (int64_t nt : {int64_t{1}, int64_t{2}, int64_t{4}, int64_t{5}, p.n_tok - t0}) {
+            if (t0 + nt > p.n_tok) continue;
+            std::vector<float> got(nt * p.n_rows, NAN);
+            for (int64_t r0 : {int64_t{0}, kPackRows, 2 * kPackRows}) {
+              MatmulArgs m;
+              m.w_type = t;
+              m.packed = true;
+              m.w = q.w.data();
+              m.w_stride = q.w_stride;
+              m.n_cols = n;
+              m.a = q.a.data() + t0 * q.a_stride;
+              m.a_stride = q.a_stride;
+              m.n_tok = nt;
+              m.out = got.data();
+              m.out_stride = p.n_rows;
+              m.r0 = r0;
+              m.r1 = r0 + kPackRows;
+              ASSERT_TRUE(matmul(*k, m).ok());
+            }
+            for (size_t i = 0; i < got.size(); ++i) {
+              const float e = want[t0 * p.n_rows + i];
+              ASSERT_EQ(std::memcmp(&got[i], &e, sizeof e), 0)
+                  << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n << " tokens "
+                  << t0 << "+" << nt << " output " << i << ": " << got[i] << " vs " << e;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no packed kernel on this CPU";
+}
+
+TEST(Kernels, PackRejectsBadShapes) {
+  std::vector<uint8_t> buf(16 * 144 * 2);
+  EXPECT_FALSE(pack_rows(GgmlType::Q4_K, buf.data(), 15, 256, buf.data()).ok());
+  EXPECT_FALSE(pack_rows(GgmlType::Q4_K, buf.data(), 16, 100, buf.data()).ok());
+  EXPECT_FALSE(pack_rows(GgmlType::Q8_0, buf.data(), 16, 256, buf.data()).ok());
+}
+
 // A prefill-sized batch (scratch for the activation scales no longer fits the stack buffer) gives
 // each token exactly what it gets alone.
 TEST(Kernels, LargeBatchMatchesSingleTokens) {
