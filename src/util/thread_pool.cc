@@ -7,6 +7,8 @@ namespace {
 
 // About 50-100 µs of polling before a worker goes to sleep.
 constexpr int kSpinIterations = 20000;
+// Chunks per thread: enough that others take over the share of a thread that is not running.
+constexpr int64_t kChunksPerThread = 4;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -14,10 +16,22 @@ inline void cpu_relax() {
 #endif
 }
 
+// Spins, then yields, until pred() holds.
+template <typename Pred>
+void wait_until(Pred pred) {
+  for (int spin = 0; !pred(); ++spin) {
+    if (spin < kSpinIterations) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
-  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
+  for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -29,17 +43,17 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::run_chunk(int index) {
-  // Chunk boundaries are multiples of grain_; thread `index` takes the index-th share.
-  int64_t units = (n_ + grain_ - 1) / grain_;
-  int64_t per = units / n_threads_, extra = units % n_threads_;
-  int64_t u0 = index * per + std::min<int64_t>(index, extra);
-  int64_t u1 = u0 + per + (index < extra ? 1 : 0);
-  int64_t begin = std::min(n_, u0 * grain_), end = std::min(n_, u1 * grain_);
-  if (begin < end) (*fn_)(begin, end);
+void ThreadPool::run_chunks(Job& job) {
+  for (;;) {
+    const int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job.n_chunks) return;
+    const int64_t begin = c * job.chunk;
+    (*job.fn)(begin, std::min(job.n, begin + job.chunk));
+    job.done.fetch_add(1, std::memory_order_release);
+  }
 }
 
-void ThreadPool::worker(int index) {
+void ThreadPool::worker() {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -56,8 +70,11 @@ void ThreadPool::worker(int index) {
     }
     if (stop_.load()) return;
     seen = gen;
-    run_chunk(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    // Announce, then look: the caller clears job_ before it waits for active_ to drop to zero,
+    // so a job seen here stays alive until this helper leaves it (both sequentially consistent).
+    active_.fetch_add(1);
+    if (Job* job = job_.load()) run_chunks(*job);
+    active_.fetch_sub(1, std::memory_order_release);
   }
 }
 
@@ -69,24 +86,24 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
-  fn_ = &fn;
-  n_ = n;
-  grain_ = grain;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  const int64_t units = (n + grain - 1) / grain;
+  const int64_t per_chunk =
+      (units + kChunksPerThread * n_threads_ - 1) / (kChunksPerThread * n_threads_);
+  Job job;
+  job.fn = &fn;
+  job.n = n;
+  job.chunk = per_chunk * grain;
+  job.n_chunks = (n + job.chunk - 1) / job.chunk;
+  job_.store(&job);
   generation_.fetch_add(1, std::memory_order_acq_rel);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (sleeping_ > 0) cv_.notify_all();
   }
-  run_chunk(0);
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-    if (spin < kSpinIterations) {
-      cpu_relax();
-    } else {
-      std::this_thread::yield();
-    }
-  }
-  fn_ = nullptr;
+  run_chunks(job);
+  wait_until([&] { return job.done.load(std::memory_order_acquire) == job.n_chunks; });
+  job_.store(nullptr);
+  wait_until([&] { return active_.load() == 0; });
 }
 
 }  // namespace realm

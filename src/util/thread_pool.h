@@ -1,9 +1,11 @@
 // ThreadPool: a fixed set of worker threads running one parallel_for at a time. The calling
-// thread takes part as worker 0, so a pool of n threads starts n - 1 helpers.
+// thread takes part, so a pool of n threads starts n - 1 helpers.
 //
 // A decode step issues a few hundred short parallel_for calls, so waking the workers must cost
 // far less than a condition-variable round trip: workers spin briefly on an atomic generation
-// counter before they sleep, and the caller spins on the count of unfinished chunks.
+// counter before they sleep. Chunks are claimed dynamically (several per thread) and the caller
+// works through them itself, so a helper the OS has not scheduled (a loaded machine, more threads
+// than free cores) delays a call by at most the chunk it is running, not by a whole time slice.
 #pragma once
 
 #include <atomic>
@@ -25,22 +27,26 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Calls fn(begin, end) on disjoint chunks covering [0, n), split evenly over the threads (each
-  // chunk a multiple of `grain`, except the last); returns when all are done. Not re-entrant:
-  // one parallel_for per pool at a time (callers serialize).
+  // Calls fn(begin, end) on disjoint chunks covering [0, n) (each a multiple of `grain` long,
+  // except the last), on whichever threads claim them; returns when all are done. Not
+  // re-entrant: one parallel_for per pool at a time (callers serialize).
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
-  void worker(int index);
-  void run_chunk(int index);
+  struct Job {
+    const std::function<void(int64_t, int64_t)>* fn = nullptr;
+    int64_t n = 0, chunk = 0, n_chunks = 0;
+    std::atomic<int64_t> next{0};  // next unclaimed chunk
+    std::atomic<int64_t> done{0};  // finished chunks
+  };
+  static void run_chunks(Job& job);
+  void worker();
 
   int n_threads_;
   std::vector<std::thread> threads_;
-  // The job: written by the caller before generation_ is bumped, read by workers after.
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t n_ = 0, grain_ = 1;
+  std::atomic<Job*> job_{nullptr};  // the caller's job while parallel_for runs
+  std::atomic<int> active_{0};      // helpers that may hold a pointer to the job
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::condition_variable cv_;

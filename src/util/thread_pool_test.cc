@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <thread>
 #include <vector>
 
 namespace realm {
@@ -32,6 +34,30 @@ TEST(ThreadPool, ManyRoundsReuseThreads) {
     pool.parallel_for(100, 1, [&](int64_t b, int64_t e) { sum += e - b; });
   }
   EXPECT_EQ(sum.load(), 200000);
+}
+
+// More threads than cores, with the cores also kept busy by other threads: every call still
+// covers its range exactly once and finishes (chunks are claimed dynamically).
+TEST(ThreadPool, OversubscribedPoolsStillCoverEverything) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> hogs;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < cores; ++i) {
+    hogs.emplace_back([&] {
+      while (!stop.load()) {
+      }
+    });
+  }
+  ThreadPool pool(static_cast<int>(cores) * 2 + 1);
+  for (int r = 0; r < 300; ++r) {
+    std::vector<std::atomic<int>> hits(257);
+    pool.parallel_for(257, 3, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[i]++;
+    });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+  stop = true;
+  for (auto& t : hogs) t.join();
 }
 
 }  // namespace
