@@ -103,8 +103,83 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
 //   w0[16], w1[16], w2[16], then 32 steps of 64 bytes: step s, row r, byte c (4 bytes per row) =
 //   q[8s + c] | q[8s + 4 + c] << 4, q = the row's 4-bit quants in element order.
 
+// Q6_K, per group of 16 rows and super-block (16 x 210 bytes), with u = q + 32 (0..63):
+//   d[16] (fp16); the scales as sc[j][r] (int8, sub-block j of 16, row r: 256 bytes); 32 steps of
+//   64 bytes with the low 4 bits of u: step s, row r, byte c = lo(u[8s + c]) | lo(u[8s + 4 + c]) <<
+//   4; then per 4 steps J (32 elements) two 64-byte words of the high 2 bits: row r, byte c (A) or
+//   4 + c (B) holds hi(u[32J + 8i + c]) (A) / hi(u[32J + 8i + 4 + c]) (B) in bits 2i, 2i + 1.
+
+namespace {
+
+void pack_q4_k(const BlockQ4_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ4_K);
+      for (int r = 0; r < kPackRows; ++r) {
+        const BlockQ4_K& x = in[(g * kPackRows + r) * nb + b];
+        std::memcpy(o + 2 * r, &x.d, 2);
+        std::memcpy(o + 32 + 2 * r, &x.dmin, 2);
+        for (int wd = 0; wd < 3; ++wd) std::memcpy(o + 64 + 64 * wd + 4 * r, x.scales + 4 * wd, 4);
+        uint8_t q[kQKK];
+        for (int h = 0; h < 4; ++h) {  // 64 elements per 32 bytes: low nibbles, then high
+          for (int l = 0; l < 32; ++l) {
+            q[64 * h + l] = x.qs[32 * h + l] & 0xf;
+            q[64 * h + 32 + l] = x.qs[32 * h + l] >> 4;
+          }
+        }
+        for (int step = 0; step < 32; ++step) {
+          for (int c = 0; c < 4; ++c) {
+            o[256 + 64 * step + 4 * r + c] =
+                static_cast<uint8_t>(q[8 * step + c] | (q[8 * step + 4 + c] << 4));
+          }
+        }
+      }
+    }
+  }
+}
+
+void pack_q6_k(const BlockQ6_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ6_K);
+      uint8_t* hi_bits = o + 32 + 256 + 2048;
+      std::memset(hi_bits, 0, 1024);
+      for (int r = 0; r < kPackRows; ++r) {
+        const BlockQ6_K& x = in[(g * kPackRows + r) * nb + b];
+        std::memcpy(o + 2 * r, &x.d, 2);
+        for (int j = 0; j < 16; ++j) o[32 + 16 * j + r] = static_cast<uint8_t>(x.scales[j]);
+        uint8_t u[kQKK];
+        for (int e = 0; e < kQKK; ++e) {
+          const int half = e / 128, rr = e % 128, l = rr % 32, quarter = rr / 32;
+          const int low = x.ql[64 * half + l + 32 * (quarter & 1)];
+          const int nib = quarter < 2 ? (low & 0xf) : (low >> 4);
+          u[e] = static_cast<uint8_t>(nib | (((x.qh[32 * half + l] >> (2 * quarter)) & 3) << 4));
+        }
+        for (int step = 0; step < 32; ++step) {
+          for (int c = 0; c < 4; ++c) {
+            o[288 + 64 * step + 4 * r + c] =
+                static_cast<uint8_t>((u[8 * step + c] & 0xf) | ((u[8 * step + 4 + c] & 0xf) << 4));
+          }
+        }
+        for (int big = 0; big < 8; ++big) {
+          for (int i = 0; i < 4; ++i) {
+            for (int c = 0; c < 4; ++c) {
+              const int e = 32 * big + 8 * i + c;
+              hi_bits[128 * big + 4 * r + c] |= static_cast<uint8_t>((u[e] >> 4) << (2 * i));
+              hi_bits[128 * big + 64 + 4 * r + c] |=
+                  static_cast<uint8_t>((u[e + 4] >> 4) << (2 * i));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 bool packable(GgmlType t) {
-  return t == GgmlType::Q4_K;
+  return t == GgmlType::Q4_K || t == GgmlType::Q6_K;
 }
 
 Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst) {
@@ -115,29 +190,10 @@ Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, vo
                       " super-blocks in groups of ", kPackRows, " rows");
   }
   const int64_t nb = n_cols / kQKK;
-  const auto* in = static_cast<const BlockQ4_K*>(src);
-  auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ4_K);
-      for (int r = 0; r < kPackRows; ++r) {
-        const BlockQ4_K& x = in[(g * kPackRows + r) * nb + b];
-        std::memcpy(o + 2 * r, &x.d, 2);
-        std::memcpy(o + 32 + 2 * r, &x.dmin, 2);
-        for (int wd = 0; wd < 3; ++wd) std::memcpy(o + 64 + 64 * wd + 4 * r, x.scales + 4 * wd, 4);
-        uint8_t q[kQKK];
-        for (int e = 0; e < kQKK; ++e) {
-          q[e] =
-              static_cast<uint8_t>((x.qs[32 * (e / 64) + e % 32] >> (4 * ((e % 64) / 32))) & 0xf);
-        }
-        for (int step = 0; step < 32; ++step) {
-          for (int c = 0; c < 4; ++c) {
-            o[256 + 64 * step + 4 * r + c] =
-                static_cast<uint8_t>(q[8 * step + c] | (q[8 * step + 4 + c] << 4));
-          }
-        }
-      }
-    }
+  if (t == GgmlType::Q4_K) {
+    pack_q4_k(static_cast<const BlockQ4_K*>(src), n_rows, nb, static_cast<uint8_t*>(dst));
+  } else {
+    pack_q6_k(static_cast<const BlockQ6_K*>(src), n_rows, nb, static_cast<uint8_t*>(dst));
   }
   return {};
 }

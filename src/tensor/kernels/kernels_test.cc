@@ -373,8 +373,8 @@ TEST(Kernels, PackedMatmulIsBitIdenticalToPlain) {
             for (size_t i = 0; i < got.size(); ++i) {
               const float e = want[t0 * p.n_rows + i];
               ASSERT_EQ(std::memcmp(&got[i], &e, sizeof e), 0)
-                  << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n << " tokens "
-                  << t0 << "+" << nt << " output " << i << ": " << got[i] << " vs " << e;
+                  << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n << " tokens " << t0
+                  << "+" << nt << " output " << i << ": " << got[i] << " vs " << e;
             }
           }
         }
