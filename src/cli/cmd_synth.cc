@@ -1,7 +1,7 @@
 // `realm synth OUT.gguf (--preset P | --n-embd --n-layer --n-head --n-head-kv --n-ff --n-ctx)
 //  --vocab VOCAB.gguf [--arch A] [--attn-bias] [--tied-output] [--rope-base B]
-//  [--rope-scale-linear F] [--rope-llama3 F [--rope-llama3-orig-ctx N]] [--type T] [--seed S]
-//  [-t N]`: a random-weight llama-family model.
+//  [--rope-scale-linear F] [--rope-attn-factor F] [--rope-llama3 F [--rope-llama3-orig-ctx N]]
+//  [--type T] [--seed S] [-t N]`: a random-weight llama-family model.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -23,7 +23,7 @@ void add_synth_command(CLI::App& app, int& exit_code) {
   struct Args {
     std::string out, preset, vocab, type = "F32", name, arch;
     bool attn_bias = false, tied_output = false;
-    float rope_base = 0, rope_scale_linear = 0, rope_llama3 = 0;
+    float rope_base = 0, rope_scale_linear = 0, rope_attn_factor = 0, rope_llama3 = 0;
     uint32_t rope_llama3_orig_ctx = 0;
     uint32_t n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx = 0;
     uint64_t seed = 0;
@@ -83,6 +83,7 @@ void add_synth_command(CLI::App& app, int& exit_code) {
     if (a->tied_output) c.tied_output = true;
     if (a->rope_base > 0) c.rope_freq_base = a->rope_base;
     if (a->rope_scale_linear > 0) c.rope_scale_linear = a->rope_scale_linear;
+    if (a->rope_attn_factor > 0) c.rope_attn_factor = a->rope_attn_factor;
     if (a->rope_llama3 > 0) c.llama3_rope.factor = a->rope_llama3;
     if (a->rope_llama3_orig_ctx > 0) c.llama3_rope.original_context = a->rope_llama3_orig_ctx;
     if (a->preset.empty() && (!c.n_embd || !c.n_layer || !c.n_head || !c.n_ff)) {

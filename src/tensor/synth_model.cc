@@ -140,7 +140,8 @@ Status check_config(const SynthConfig& c) {
   if (c.arch != "llama" && c.arch != "qwen2") {
     return make_error("synth: unknown architecture '", c.arch, "' (known: llama qwen2)");
   }
-  if (c.rope_freq_base <= 0 || c.rope_scale_linear < 0 || c.llama3_rope.factor < 0) {
+  if (c.rope_freq_base <= 0 || c.rope_scale_linear < 0 || c.rope_attn_factor < 0 ||
+      c.llama3_rope.factor < 0) {
     return make_error("synth: invalid RoPE parameters");
   }
   if (c.llama3_rope.factor > 0 &&
@@ -205,6 +206,7 @@ Expected<SynthConfig> synth_preset(std::string_view name) {
   if (name == "llama-linear-tiny") {
     c.name = "realm-synth-llama-linear-tiny";
     c.rope_scale_linear = 4.0f;
+    c.rope_attn_factor = 0.8f;
     c.tied_output = true;
     return c;
   }
@@ -259,6 +261,9 @@ Status write_synth_model(const SynthConfig& c, const gguf::GgufFile& vocab,
   if (c.rope_scale_linear > 0) {
     w.add_kv(a + "rope.scaling.type", Value::string("linear"));
     w.add_kv(a + "rope.scaling.factor", Value::f32(c.rope_scale_linear));
+  }
+  if (c.rope_attn_factor > 0) {
+    w.add_kv(a + "rope.scaling.attn_factor", Value::f32(c.rope_attn_factor));
   }
   w.add_kv(a + "vocab_size", Value::u32(static_cast<uint32_t>(n_vocab)));
   for (const auto& kv : vocab.metadata()) {

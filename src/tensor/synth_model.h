@@ -37,6 +37,7 @@ struct SynthConfig {
   bool tied_output = false;  // no output.weight: llama.cpp then uses token_embd.weight
   float rope_freq_base = 10000.0f;
   float rope_scale_linear = 0.0f;  // > 0: rope.scaling.type "linear" with this factor
+  float rope_attn_factor = 0.0f;   // > 0: rope.scaling.attn_factor (scales RoPE's cos and sin)
   SynthLlama3Rope llama3_rope;
   float rms_eps = 1e-5f;
   uint64_t seed = 0;
@@ -56,7 +57,7 @@ struct SynthConfig {
 // 12, 12, ffn 2048), or a tiny (128, 2 layers, 2 heads, 1 KV head, ffn 256) test model of a
 // llama-family variant: "qwen2-tiny" (qwen2: q/k/v biases, tied output, NeoX RoPE, base 1e6),
 // "llama3-tiny" (rope_freqs.weight of llama3 scaling, base 500000, untied output) or
-// "llama-linear-tiny" (linear RoPE scaling, factor 4, tied output).
+// "llama-linear-tiny" (linear RoPE scaling, factor 4, rope.scaling.attn_factor 0.8, tied output).
 Expected<SynthConfig> synth_preset(std::string_view name);
 
 // Number of weights the model has with a vocabulary of n_vocab tokens.

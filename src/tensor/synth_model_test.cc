@@ -89,6 +89,7 @@ TEST(Synth, ArchitecturePresetsWriteWhatLlamaCppReads) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->get_string("llama.rope.scaling.type"), "linear");
   EXPECT_FLOAT_EQ(static_cast<float>(*r->get_float("llama.rope.scaling.factor")), 4.0f);
+  EXPECT_FLOAT_EQ(static_cast<float>(*r->get_float("llama.rope.scaling.attn_factor")), 0.8f);
   EXPECT_EQ(r->find_tensor("output.weight"), nullptr);
   std::filesystem::remove(pr);
 
