@@ -58,3 +58,23 @@ else
     rm -rf "$dl"
   fi
 fi
+
+# Node.js modules of the tests against llama.cpp (tests/js: node-llama-cpp@3.21.1, pinned by its
+# package-lock.json). Only the linux-x64 CPU build of its prebuilt addon is installed: the CUDA and
+# Vulkan builds are optional dependencies (~600 MB) that --omit=optional leaves out, and
+# --ignore-scripts skips its postinstall, which would build llama.cpp from source (~25 min) where
+# no prebuilt binary fits. Needs Node.js >= 20 with npm on x86-64 Linux; elsewhere those tests
+# report themselves skipped. Idempotent: a stamp holds the hash of the manifests installed.
+js_dir="$repo_root/tests/js"
+js_stamp="$js_dir/node_modules/.realm-manifest-sha256"
+js_want=$(cat "$js_dir/package.json" "$js_dir/package-lock.json" | sha256sum | cut -d' ' -f1)
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$(uname -sm)" != "Linux x86_64" ] || [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null; then
+  echo "setup: no Node.js >= 20 with npm on x86-64 Linux: the llama.cpp comparison tests (tests/js) will be skipped"
+elif [ -f "$js_stamp" ] && [ "$(cat "$js_stamp")" = "$js_want" ]; then
+  echo "setup: tests/js node modules present"
+else
+  echo "setup: installing the tests/js node modules (node-llama-cpp 3.21.1, CPU build)"
+  (cd "$js_dir" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$js_want" >"$js_stamp"
+fi

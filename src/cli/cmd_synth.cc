@@ -1,5 +1,7 @@
 // `realm synth OUT.gguf (--preset P | --n-embd --n-layer --n-head --n-head-kv --n-ff --n-ctx)
-//  --vocab VOCAB.gguf [--type T] [--seed S] [-t N]`: a random-weight llama model.
+//  --vocab VOCAB.gguf [--arch A] [--attn-bias] [--tied-output] [--rope-base B]
+//  [--rope-scale-linear F] [--rope-attn-factor F] [--rope-llama3 F [--rope-llama3-orig-ctx N]]
+//  [--type T] [--seed S] [-t N]`: a random-weight llama-family model.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -17,9 +19,12 @@ namespace realm::cli {
 
 void add_synth_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand(
-      "synth", "Write a random-weight llama GGUF model (tokenizer copied from --vocab)");
+      "synth", "Write a random-weight llama-family GGUF model (tokenizer copied from --vocab)");
   struct Args {
-    std::string out, preset, vocab, type = "F32", name;
+    std::string out, preset, vocab, type = "F32", name, arch;
+    bool attn_bias = false, tied_output = false;
+    float rope_base = 0, rope_scale_linear = 0, rope_attn_factor = 0, rope_llama3 = 0;
+    uint32_t rope_llama3_orig_ctx = 0;
     uint32_t n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_ctx = 0;
     uint64_t seed = 0;
     int threads = 0;
@@ -27,7 +32,19 @@ void add_synth_command(CLI::App& app, int& exit_code) {
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("OUT", a->out, "output GGUF file")->required();
-  cmd->add_option("--preset", a->preset, "tinyllama-1.1b or llama-134m");
+  cmd->add_option("--preset", a->preset,
+                  "tinyllama-1.1b, llama-134m, qwen2-tiny, llama3-tiny or llama-linear-tiny");
+  cmd->add_option("--arch", a->arch, "general.architecture: llama (default) or qwen2");
+  cmd->add_flag("--attn-bias", a->attn_bias, "add q/k/v biases (attn_*.bias)");
+  cmd->add_flag("--tied-output", a->tied_output, "no output.weight (token_embd.weight is reused)");
+  cmd->add_option("--rope-base", a->rope_base, "rope.freq_base (default 10000)");
+  cmd->add_option("--rope-scale-linear", a->rope_scale_linear,
+                  "linear RoPE scaling factor (rope.scaling.type linear)");
+  cmd->add_option(
+      "--rope-llama3", a->rope_llama3,
+      "llama3 RoPE scaling factor: writes rope_freqs.weight (low/high freq factor 1/4)");
+  cmd->add_option("--rope-llama3-orig-ctx", a->rope_llama3_orig_ctx,
+                  "original context of the llama3 RoPE scaling (default 8192)");
   cmd->add_option("--n-embd", a->n_embd, "embedding width");
   cmd->add_option("--n-layer", a->n_layer, "number of blocks");
   cmd->add_option("--n-head", a->n_head, "attention heads");
@@ -61,6 +78,14 @@ void add_synth_command(CLI::App& app, int& exit_code) {
     if (a->n_ctx) c.n_ctx = a->n_ctx;
     if (!a->name.empty()) c.name = a->name;
     if (a->output_gain > 0) c.gain_output = a->output_gain;
+    if (!a->arch.empty()) c.arch = a->arch;
+    if (a->attn_bias) c.attn_bias = true;
+    if (a->tied_output) c.tied_output = true;
+    if (a->rope_base > 0) c.rope_freq_base = a->rope_base;
+    if (a->rope_scale_linear > 0) c.rope_scale_linear = a->rope_scale_linear;
+    if (a->rope_attn_factor > 0) c.rope_attn_factor = a->rope_attn_factor;
+    if (a->rope_llama3 > 0) c.llama3_rope.factor = a->rope_llama3;
+    if (a->rope_llama3_orig_ctx > 0) c.llama3_rope.original_context = a->rope_llama3_orig_ctx;
     if (a->preset.empty() && (!c.n_embd || !c.n_layer || !c.n_head || !c.n_ff)) {
       return fail("synth: give --preset or --n-embd, --n-layer, --n-head and --n-ff");
     }
@@ -80,9 +105,9 @@ void add_synth_command(CLI::App& app, int& exit_code) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const uint64_t n_vocab = vocab->find("tokenizer.ggml.tokens")->size();
     std::printf(
-        "wrote %s: llama n_embd %u n_layer %u n_head %u n_head_kv %u n_ff %u n_ctx %u, vocab "
+        "wrote %s: %s n_embd %u n_layer %u n_head %u n_head_kv %u n_ff %u n_ctx %u, vocab "
         "%llu, %llu parameters, %s, seed %llu, %.1f s\n",
-        a->out.c_str(), c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.n_ctx,
+        a->out.c_str(), c.arch.c_str(), c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.n_ctx,
         static_cast<unsigned long long>(n_vocab),
         static_cast<unsigned long long>(tensor::synth_param_count(c, n_vocab)),
         std::string(tensor::file_type_name(c.ftype)).c_str(),

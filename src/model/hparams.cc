@@ -1,5 +1,6 @@
 #include "model/hparams.h"
 
+#include <cmath>
 #include <string_view>
 
 namespace realm::model {
@@ -36,8 +37,7 @@ Expected<Hparams> read_hparams(const gguf::GgufFile& f) {
   if (hp.arch == "llama" || hp.arch == "mistral") {
     hp.rope_type = RopeType::NORM;
   } else if (hp.arch == "qwen2") {
-    hp.rope_type = RopeType::NEOX;
-    hp.attn_bias = true;
+    hp.rope_type = RopeType::NEOX;  // q/k/v biases are optional tensors, as in llama.cpp
   } else {
     return make_error("unsupported architecture '", hp.arch,
                       "' (supported: llama, mistral, qwen2)");
@@ -91,14 +91,26 @@ Expected<Hparams> read_hparams(const gguf::GgufFile& f) {
     hp.rms_eps = static_cast<float>(*eps);
   }
   if (auto base = f.get_float(p + "rope.freq_base")) hp.rope_freq_base = static_cast<float>(*base);
+  // As llama.cpp: the type defaults to linear; "none" ignores the factor; the factor may also come
+  // from the older key rope.scale_linear; a factor of 0 means no scaling. YaRN and LongRoPE need
+  // more than a frequency scale and are refused rather than run wrongly.
   auto scaling = f.get_string(p + "rope.scaling.type");
   if (scaling && *scaling != "none" && *scaling != "linear") {
-    return make_error("unsupported rope scaling type '", *scaling, "'");
+    return make_error("unsupported rope scaling type '", *scaling, "' (supported: none, linear)");
   }
-  if (auto factor = f.get_float(p + "rope.scaling.factor")) {
-    if (scaling.value_or("linear") == "linear" && *factor > 0) {
-      hp.rope_freq_scale = static_cast<float>(1.0 / *factor);
+  auto factor = f.get_float(p + "rope.scaling.factor");
+  if (!factor) factor = f.get_float(p + "rope.scale_linear");
+  if (factor && scaling.value_or("linear") == "linear" && *factor != 0.0) {
+    if (!(*factor > 0.0) || !std::isfinite(*factor)) {
+      return make_error("invalid rope scaling factor ", *factor);
     }
+    hp.rope_freq_scale = 1.0f / static_cast<float>(*factor);  // in float, as llama.cpp
+  }
+  if (auto attn_factor = f.get_float(p + "rope.scaling.attn_factor")) {
+    if (!(*attn_factor > 0.0) || !std::isfinite(*attn_factor)) {
+      return make_error("invalid rope.scaling.attn_factor ", *attn_factor);
+    }
+    hp.rope_attn_factor = static_cast<float>(*attn_factor);
   }
   const gguf::Value* tokens = f.find("tokenizer.ggml.tokens");
   auto vocab = get("vocab_size", tokens ? static_cast<int64_t>(tokens->size()) : 0, false);

@@ -26,9 +26,9 @@ struct Hparams {
   int64_t n_rot = 0;  // rope.dimension_count, default head_dim
   float rms_eps = 1e-5f;
   float rope_freq_base = 10000.0f;
-  float rope_freq_scale = 1.0f;  // 1 / rope.scaling.factor for linear scaling
+  float rope_freq_scale = 1.0f;   // 1 / rope.scaling.factor for linear scaling
+  float rope_attn_factor = 1.0f;  // rope.scaling.attn_factor: scales RoPE's cos and sin
   RopeType rope_type = RopeType::NORM;
-  bool attn_bias = false;  // q/k/v biases (qwen2)
 
   int64_t n_embd_q() const { return n_head * head_dim; }
   int64_t n_embd_kv() const { return n_head_kv * head_dim; }

@@ -188,8 +188,9 @@ struct Forward {
       for (int64_t i = 0; i < n_rot / 2; ++i) {
         const float ff = m.rope_freqs_.empty() ? 1.0f : m.rope_freqs_[static_cast<size_t>(i)];
         const float angle = hp.rope_freq_scale * (theta / ff);
-        cos_c[static_cast<size_t>(i)] = std::cos(angle);
-        sin_c[static_cast<size_t>(i)] = std::sin(angle);
+        // ggml's rope_yarn: cos and sin times mscale (rope.scaling.attn_factor; 1 is exact).
+        cos_c[static_cast<size_t>(i)] = std::cos(angle) * hp.rope_attn_factor;
+        sin_c[static_cast<size_t>(i)] = std::sin(angle) * hp.rope_attn_factor;
         theta *= theta_scale;
       }
       for (int64_t h = 0; h < n_heads; ++h) {
@@ -431,11 +432,9 @@ struct Forward {
       const Model::Layer& l = m.layers_[static_cast<size_t>(il)];
       rms_norm(x, l.attn_norm, xn, n_tok);
       linear({{&l.wq, ws.q_.data()}, {&l.wk, ws.k_.data()}, {&l.wv, ws.v_.data()}}, xn, n_tok);
-      if (hp.attn_bias) {
-        add_bias(ws.q_.data(), l.bq);
-        add_bias(ws.k_.data(), l.bk);
-        add_bias(ws.v_.data(), l.bv);
-      }
+      add_bias(ws.q_.data(), l.bq);  // no-ops without biases
+      add_bias(ws.k_.data(), l.bk);
+      add_bias(ws.v_.data(), l.bv);
       rope(ws.q_.data(), hp.n_head);
       rope(ws.k_.data(), hp.n_head_kv);
       store_kv(il, ws.k_.data(), ws.v_.data());

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <unordered_set>
 
 #include "tensor/kernels/kernels.h"
 #include "tensor/type_table.h"
@@ -77,16 +79,25 @@ Expected<std::vector<float>> load_vector(const gguf::GgufFile& f, const std::str
 
 Status Model::bind() {
   const Hparams& hp = hp_;
-#define REALM_BIND(dst, expr)        \
+  // Every tensor the file holds must be one this loader uses: a tensor it does not know (an
+  // output bias, a fused QKV matrix, experts...) would otherwise be silently left out of the
+  // forward pass. llama.cpp refuses such files too ("wrong number of tensors").
+  std::unordered_set<std::string> used;
+  auto has = [&](const std::string& name) { return file_.find_tensor(name) != nullptr; };
+#define REALM_BIND(dst, name, expr)  \
   do {                               \
     auto r_ = (expr);                \
     if (!r_) return r_.take_error(); \
     dst = std::move(*r_);            \
+    used.insert(name);               \
   } while (0)
-  REALM_BIND(tok_embd_, bind_matrix(file_, "token_embd.weight", hp.n_embd, hp.n_vocab));
-  REALM_BIND(output_norm_, load_vector(file_, "output_norm.weight", hp.n_embd));
-  if (file_.find_tensor("output.weight")) {
-    REALM_BIND(output_, bind_matrix(file_, "output.weight", hp.n_embd, hp.n_vocab));
+  REALM_BIND(tok_embd_, "token_embd.weight",
+             bind_matrix(file_, "token_embd.weight", hp.n_embd, hp.n_vocab));
+  REALM_BIND(output_norm_, "output_norm.weight",
+             load_vector(file_, "output_norm.weight", hp.n_embd));
+  if (has("output.weight")) {
+    REALM_BIND(output_, "output.weight",
+               bind_matrix(file_, "output.weight", hp.n_embd, hp.n_vocab));
   } else {
     output_ = tok_embd_;  // tied embeddings
     if (!tensor::activation_type(output_.type)) {
@@ -94,29 +105,44 @@ Status Model::bind() {
                         gguf::type_name(output_.type), ", which has no matmul kernel");
     }
   }
-  if (file_.find_tensor("rope_freqs.weight")) {
-    REALM_BIND(rope_freqs_, load_vector(file_, "rope_freqs.weight", hp.n_rot / 2));
+  if (has("rope_freqs.weight")) {
+    REALM_BIND(rope_freqs_, "rope_freqs.weight",
+               load_vector(file_, "rope_freqs.weight", hp.n_rot / 2));
   }
   layers_.resize(static_cast<size_t>(hp.n_layer));
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     Layer& l = layers_[static_cast<size_t>(il)];
     const std::string p = "blk." + std::to_string(il) + ".";
-    REALM_BIND(l.attn_norm, load_vector(file_, p + "attn_norm.weight", hp.n_embd));
-    REALM_BIND(l.ffn_norm, load_vector(file_, p + "ffn_norm.weight", hp.n_embd));
-    REALM_BIND(l.wq, bind_matrix(file_, p + "attn_q.weight", hp.n_embd, hp.n_embd_q()));
-    REALM_BIND(l.wk, bind_matrix(file_, p + "attn_k.weight", hp.n_embd, hp.n_embd_kv()));
-    REALM_BIND(l.wv, bind_matrix(file_, p + "attn_v.weight", hp.n_embd, hp.n_embd_kv()));
-    REALM_BIND(l.wo, bind_matrix(file_, p + "attn_output.weight", hp.n_embd_q(), hp.n_embd));
-    REALM_BIND(l.w_gate, bind_matrix(file_, p + "ffn_gate.weight", hp.n_embd, hp.n_ff));
-    REALM_BIND(l.w_up, bind_matrix(file_, p + "ffn_up.weight", hp.n_embd, hp.n_ff));
-    REALM_BIND(l.w_down, bind_matrix(file_, p + "ffn_down.weight", hp.n_ff, hp.n_embd));
-    if (hp.attn_bias) {
-      REALM_BIND(l.bq, load_vector(file_, p + "attn_q.bias", hp.n_embd_q()));
-      REALM_BIND(l.bk, load_vector(file_, p + "attn_k.bias", hp.n_embd_kv()));
-      REALM_BIND(l.bv, load_vector(file_, p + "attn_v.bias", hp.n_embd_kv()));
-    }
+    auto vec = [&](std::vector<float>& dst, const std::string& name, int64_t n) -> Status {
+      REALM_BIND(dst, name, load_vector(file_, name, n));
+      return {};
+    };
+    auto mat = [&](Weight& dst, const std::string& name, int64_t n_cols, int64_t n_rows) -> Status {
+      REALM_BIND(dst, name, bind_matrix(file_, name, n_cols, n_rows));
+      return {};
+    };
+    REALM_TRY(vec(l.attn_norm, p + "attn_norm.weight", hp.n_embd));
+    REALM_TRY(vec(l.ffn_norm, p + "ffn_norm.weight", hp.n_embd));
+    REALM_TRY(mat(l.wq, p + "attn_q.weight", hp.n_embd, hp.n_embd_q()));
+    REALM_TRY(mat(l.wk, p + "attn_k.weight", hp.n_embd, hp.n_embd_kv()));
+    REALM_TRY(mat(l.wv, p + "attn_v.weight", hp.n_embd, hp.n_embd_kv()));
+    REALM_TRY(mat(l.wo, p + "attn_output.weight", hp.n_embd_q(), hp.n_embd));
+    REALM_TRY(mat(l.w_gate, p + "ffn_gate.weight", hp.n_embd, hp.n_ff));
+    REALM_TRY(mat(l.w_up, p + "ffn_up.weight", hp.n_embd, hp.n_ff));
+    REALM_TRY(mat(l.w_down, p + "ffn_down.weight", hp.n_ff, hp.n_embd));
+    // q/k/v biases: optional, each on its own, for every architecture (qwen2 has them; llama.cpp
+    // loads them for llama too).
+    if (has(p + "attn_q.bias")) REALM_TRY(vec(l.bq, p + "attn_q.bias", hp.n_embd_q()));
+    if (has(p + "attn_k.bias")) REALM_TRY(vec(l.bk, p + "attn_k.bias", hp.n_embd_kv()));
+    if (has(p + "attn_v.bias")) REALM_TRY(vec(l.bv, p + "attn_v.bias", hp.n_embd_kv()));
   }
 #undef REALM_BIND
+  for (const gguf::TensorInfo& t : file_.tensors()) {
+    if (!used.contains(t.name)) {
+      return make_error("tensor '", t.name, "' is not supported for architecture '", hp.arch,
+                        "' (it would be ignored)");
+    }
+  }
   return {};
 }
 

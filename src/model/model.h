@@ -110,7 +110,7 @@ class Model {
   friend struct Forward;
   struct Layer {
     std::vector<float> attn_norm, ffn_norm;
-    std::vector<float> bq, bk, bv;  // empty unless hp_.attn_bias
+    std::vector<float> bq, bk, bv;  // optional q/k/v biases (qwen2), empty when absent
     Weight wq, wk, wv, wo, w_gate, w_up, w_down;
   };
 

@@ -1,13 +1,19 @@
 // The forward pass against llama.cpp's outputs in ../shared/models (see PROVENANCE.md there).
 #include "model/model.h"
+
+#include "gguf/writer.h"
+#include "tensor/synth_model.h"
 #include "util/test_data.h"
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -284,6 +290,146 @@ TEST(ModelErrors, BadStepsAreRejected) {
   auto missing = Model::load(shared_dir() + "/vocab/ggml-vocab-llama-spm.gguf");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("missing tensor 'token_embd.weight'"), std::string::npos);
+}
+
+// Architecture variants: loader rules (these files are small synth models; the comparison of
+// each variant with llama.cpp itself is tests/js/llamacpp_archs_test.mjs).
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("realm-model-" + std::to_string(::getpid()) + "-" + name))
+      .string();
+}
+
+std::string write_synth(const std::string& name, tensor::SynthConfig c) {
+  auto vocab = gguf::GgufFile::open(shared_dir() + "/models/stories260K.gguf");
+  if (!vocab) ADD_FAILURE() << vocab.error().message;
+  c.n_embd = 64;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_head_kv = 1;
+  c.n_ff = 128;
+  c.seed = 7;
+  const std::string path = temp_path(name);
+  auto st = tensor::write_synth_model(c, *vocab, path);
+  if (!st) ADD_FAILURE() << st.error().message;
+  return path;
+}
+
+// A copy of `src` without the tensors `drop` matches, with `edit` applied to the writer.
+std::string rewrite(const std::string& src, const std::string& name,
+                    const std::function<bool(const std::string&)>& drop,
+                    const std::function<void(gguf::GgufWriter&)>& edit) {
+  auto f = gguf::GgufFile::open(src);
+  if (!f) ADD_FAILURE() << f.error().message;
+  gguf::GgufWriter w;
+  for (const auto& kv : f->metadata()) w.add_kv(kv.key, kv.value);
+  for (const auto& t : f->tensors()) {
+    if (!drop(t.name)) w.add_tensor(t.name, t.type, t.dims, t.bytes());
+  }
+  edit(w);
+  const std::string path = temp_path(name);
+  auto st = w.write_file(path);
+  if (!st) ADD_FAILURE() << st.error().message;
+  return path;
+}
+
+std::vector<float> prompt_logits(const std::string& path) {
+  auto m = Model::load(path);
+  if (!m) {
+    ADD_FAILURE() << m.error().message;
+    return {};
+  }
+  return run_greedy(**m, {1, 300, 42, 17, 99, 256, 5}, 1, KvType::F32, 1).first_logits;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size() || a.empty()) return INFINITY;
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(double{a[i]} - b[i]));
+  return d;
+}
+
+TEST(ModelArchitectures, QkvBiasesAreOptionalAndUsedForEveryArchitecture) {
+  for (const char* arch : {"llama", "qwen2"}) {
+    tensor::SynthConfig c;
+    c.arch = arch;
+    c.attn_bias = true;
+    const std::string with = write_synth(std::string(arch) + "-bias.gguf", c);
+    const std::string without = rewrite(
+        with, std::string(arch) + "-nobias.gguf",
+        [](const std::string& n) { return n.ends_with(".bias"); }, [](gguf::GgufWriter&) {});
+    const double d = max_abs_diff(prompt_logits(with), prompt_logits(without));
+    EXPECT_GT(d, 1e-2) << arch << ": the biases change nothing";
+    EXPECT_TRUE(std::isfinite(d)) << arch;
+    std::filesystem::remove(with);
+    std::filesystem::remove(without);
+  }
+}
+
+TEST(ModelArchitectures, TensorsTheLoaderWouldIgnoreAreRefused) {
+  const std::string base = write_synth("plain.gguf", {});
+  const std::vector<float> bias(64, 0.5f);
+  const std::string extra = rewrite(
+      base, "extra.gguf", [](const std::string&) { return false; },
+      [&](gguf::GgufWriter& w) {
+        w.add_tensor("blk.0.attn_output.bias", gguf::GgmlType::F32, {64},
+                     {reinterpret_cast<const uint8_t*>(bias.data()), bias.size() * 4});
+      });
+  auto m = Model::load(extra);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("tensor 'blk.0.attn_output.bias' is not supported"),
+            std::string::npos)
+      << m.error().message;
+  std::filesystem::remove(base);
+  std::filesystem::remove(extra);
+}
+
+// The rope scaling keys, read as llama.cpp reads them (llama-model.cpp, load_hparams).
+TEST(ModelArchitectures, RopeScalingKeys) {
+  const std::string base = write_synth("rope.gguf", {});
+  const std::vector<float> ref = prompt_logits(base);
+  auto variant = [&](const std::string& name, const std::function<void(gguf::GgufWriter&)>& edit) {
+    return rewrite(
+        base, name, [](const std::string&) { return false; }, edit);
+  };
+  using gguf::Value;
+  const std::string linear = variant("linear.gguf", [](gguf::GgufWriter& w) {
+    w.set_kv("llama.rope.scaling.type", Value::string("linear"));
+    w.set_kv("llama.rope.scaling.factor", Value::f32(4.0f));
+  });
+  const std::string old_key = variant("old-key.gguf", [](gguf::GgufWriter& w) {
+    w.set_kv("llama.rope.scale_linear", Value::f32(4.0f));  // type defaults to linear
+  });
+  const std::string none = variant("none.gguf", [](gguf::GgufWriter& w) {
+    w.set_kv("llama.rope.scaling.type", Value::string("none"));
+    w.set_kv("llama.rope.scaling.factor", Value::f32(4.0f));  // ignored with type none
+  });
+  const std::string zero = variant("zero.gguf", [](gguf::GgufWriter& w) {
+    w.set_kv("llama.rope.scaling.factor", Value::f32(0.0f));  // 0 = no scaling
+  });
+  const std::string attn = variant("attn.gguf", [](gguf::GgufWriter& w) {
+    w.set_kv("llama.rope.scaling.attn_factor", Value::f32(0.5f));
+  });
+  const std::string yarn = variant("yarn.gguf", [](gguf::GgufWriter& w) {
+    w.set_kv("llama.rope.scaling.type", Value::string("yarn"));
+    w.set_kv("llama.rope.scaling.factor", Value::f32(4.0f));
+  });
+  auto m = Model::load(linear);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ((*m)->hparams().rope_freq_scale, 0.25f);
+  const std::vector<float> lin = prompt_logits(linear);
+  EXPECT_GT(max_abs_diff(lin, ref), 1e-3);
+  EXPECT_EQ(max_abs_diff(prompt_logits(old_key), lin), 0.0);
+  EXPECT_EQ(max_abs_diff(prompt_logits(none), ref), 0.0);
+  EXPECT_EQ(max_abs_diff(prompt_logits(zero), ref), 0.0);
+  auto a = Model::load(attn);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ((*a)->hparams().rope_attn_factor, 0.5f);
+  EXPECT_GT(max_abs_diff(prompt_logits(attn), ref), 1e-3);
+  auto y = Model::load(yarn);
+  ASSERT_FALSE(y.ok());
+  EXPECT_NE(y.error().message.find("unsupported rope scaling type 'yarn'"), std::string::npos);
+  for (const auto& p : {base, linear, old_key, none, zero, attn, yarn}) std::filesystem::remove(p);
 }
 
 }  // namespace

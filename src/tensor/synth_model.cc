@@ -60,7 +60,7 @@ class RowNormal {
   uint64_t state_;
 };
 
-enum class Init { EMBD, NORM, MAT_QK, MAT, OUTPUT };
+enum class Init { EMBD, NORM, MAT_QK, MAT, OUTPUT, BIAS, ROPE_FREQS };
 
 struct SynthTensor {
   TensorShape shape;
@@ -75,12 +75,18 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c, uint64_t n_vocab) {
     t.push_back({{std::move(name), GgmlType::F32, std::move(dims)}, init});
   };
   add("token_embd.weight", {E, n_vocab}, Init::EMBD);
+  if (c.llama3_rope.factor > 0) add("rope_freqs.weight", {E / c.n_head / 2}, Init::ROPE_FREQS);
   for (uint32_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     add(p + "attn_norm.weight", {E}, Init::NORM);
     add(p + "attn_q.weight", {E, E}, Init::MAT_QK);
     add(p + "attn_k.weight", {E, n_embd_kv}, Init::MAT_QK);
     add(p + "attn_v.weight", {E, n_embd_kv}, Init::MAT);
+    if (c.attn_bias) {
+      add(p + "attn_q.bias", {E}, Init::BIAS);
+      add(p + "attn_k.bias", {n_embd_kv}, Init::BIAS);
+      add(p + "attn_v.bias", {n_embd_kv}, Init::BIAS);
+    }
     add(p + "attn_output.weight", {E, E}, Init::MAT);
     add(p + "ffn_norm.weight", {E}, Init::NORM);
     add(p + "ffn_gate.weight", {E, F}, Init::MAT);
@@ -88,8 +94,33 @@ std::vector<SynthTensor> synth_tensors(const SynthConfig& c, uint64_t n_vocab) {
     add(p + "ffn_down.weight", {F, E}, Init::MAT);
   }
   add("output_norm.weight", {E}, Init::NORM);
-  add("output.weight", {E, n_vocab}, Init::OUTPUT);
+  if (!c.tied_output) add("output.weight", {E, n_vocab}, Init::OUTPUT);
   return t;
+}
+
+// rope_freqs.weight as llama.cpp's converter computes it from a "llama3" rope_scaling (in float,
+// as it does with torch): 1 for short wavelengths, `factor` for long ones, a smooth blend between.
+std::vector<float> llama3_rope_factors(const SynthConfig& c) {
+  const SynthLlama3Rope& r = c.llama3_rope;
+  const uint32_t dim = c.n_embd / c.n_head;
+  const float low_wavelen = static_cast<float>(r.original_context) / r.low_freq_factor;
+  const float high_wavelen = static_cast<float>(r.original_context) / r.high_freq_factor;
+  std::vector<float> out;
+  for (uint32_t i = 0; i < dim; i += 2) {
+    const float freq =
+        1.0f / std::pow(c.rope_freq_base, static_cast<float>(i) / static_cast<float>(dim));
+    const float wavelen = 2.0f * std::numbers::pi_v<float> / freq;
+    if (wavelen < high_wavelen) {
+      out.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      out.push_back(r.factor);
+    } else {
+      const float smooth = (static_cast<float>(r.original_context) / wavelen - r.low_freq_factor) /
+                           (r.high_freq_factor - r.low_freq_factor);
+      out.push_back(1.0f / ((1.0f - smooth) / r.factor + smooth));
+    }
+  }
+  return out;
 }
 
 Status check_config(const SynthConfig& c) {
@@ -105,6 +136,19 @@ Status check_config(const SynthConfig& c) {
   }
   if ((c.n_embd / c.n_head) % 2 != 0) {
     return make_error("synth: head size ", c.n_embd / c.n_head, " must be even (rope)");
+  }
+  if (c.arch != "llama" && c.arch != "qwen2") {
+    return make_error("synth: unknown architecture '", c.arch, "' (known: llama qwen2)");
+  }
+  if (c.rope_freq_base <= 0 || c.rope_scale_linear < 0 || c.rope_attn_factor < 0 ||
+      c.llama3_rope.factor < 0) {
+    return make_error("synth: invalid RoPE parameters");
+  }
+  if (c.llama3_rope.factor > 0 &&
+      (c.llama3_rope.original_context == 0 || c.llama3_rope.low_freq_factor <= 0 ||
+       c.llama3_rope.high_freq_factor <= c.llama3_rope.low_freq_factor)) {
+    return make_error("synth: llama3 RoPE needs original_context > 0 and 0 < low_freq_factor < ",
+                      "high_freq_factor");
   }
   return {};
 }
@@ -133,7 +177,42 @@ Expected<SynthConfig> synth_preset(std::string_view name) {
     c.n_ctx = 2048;
     return c;
   }
-  return make_error("unknown synth preset '", name, "' (known: tinyllama-1.1b llama-134m)");
+  // Tiny models of each llama-family variant, for comparisons with llama.cpp (fast to write, load
+  // and run; the vocabulary dominates their size).
+  c.n_embd = 128;
+  c.n_layer = 2;
+  c.n_head = 2;  // head size 64, as in most real models
+  c.n_head_kv = 1;
+  c.n_ff = 256;
+  c.n_ctx = 2048;
+  if (name == "qwen2-tiny") {
+    c.name = "realm-synth-qwen2-tiny";
+    c.arch = "qwen2";
+    c.attn_bias = true;
+    c.tied_output = true;
+    c.rope_freq_base = 1000000.0f;
+    c.rms_eps = 1e-6f;
+    return c;
+  }
+  if (name == "llama3-tiny") {
+    c.name = "realm-synth-llama3-tiny";
+    c.rope_freq_base = 500000.0f;
+    // Llama 3.1's factors (8, 1, 4) with an original context of 32 instead of 8192, so that every
+    // kind of factor (1, blended, 8) falls on a frequency a short prompt exercises.
+    c.llama3_rope.factor = 8.0f;
+    c.llama3_rope.original_context = 32;
+    return c;
+  }
+  if (name == "llama-linear-tiny") {
+    c.name = "realm-synth-llama-linear-tiny";
+    c.rope_scale_linear = 4.0f;
+    c.rope_attn_factor = 0.8f;
+    c.tied_output = true;
+    return c;
+  }
+  return make_error(
+      "unknown synth preset '", name,
+      "' (known: tinyllama-1.1b llama-134m qwen2-tiny llama3-tiny llama-linear-tiny)");
 }
 
 uint64_t synth_param_count(const SynthConfig& c, uint64_t n_vocab) {
@@ -159,6 +238,7 @@ Status write_synth_model(const SynthConfig& c, const gguf::GgufFile& vocab,
   std::vector<TensorShape> shapes;
   for (const auto& t : tensors) shapes.push_back(t.shape);
   ModelShape model;
+  model.arch = c.arch;
   model.n_layer = c.n_layer;
   model.n_head = c.n_head;
   model.n_head_kv = c.n_head_kv;
@@ -166,18 +246,26 @@ Status write_synth_model(const SynthConfig& c, const gguf::GgufFile& vocab,
 
   gguf::GgufWriter w;
   using gguf::Value;
-  w.add_kv("general.architecture", Value::string("llama"));
+  const std::string a = c.arch + ".";
+  w.add_kv("general.architecture", Value::string(c.arch));
   w.add_kv("general.name", Value::string(c.name));
-  w.add_kv("llama.context_length", Value::u32(c.n_ctx));
-  w.add_kv("llama.embedding_length", Value::u32(c.n_embd));
-  w.add_kv("llama.block_count", Value::u32(c.n_layer));
-  w.add_kv("llama.feed_forward_length", Value::u32(c.n_ff));
-  w.add_kv("llama.attention.head_count", Value::u32(c.n_head));
-  w.add_kv("llama.attention.head_count_kv", Value::u32(c.n_head_kv));
-  w.add_kv("llama.rope.dimension_count", Value::u32(c.n_embd / c.n_head));
-  w.add_kv("llama.attention.layer_norm_rms_epsilon", Value::f32(1e-5f));
-  w.add_kv("llama.rope.freq_base", Value::f32(10000.0f));
-  w.add_kv("llama.vocab_size", Value::u32(static_cast<uint32_t>(n_vocab)));
+  w.add_kv(a + "context_length", Value::u32(c.n_ctx));
+  w.add_kv(a + "embedding_length", Value::u32(c.n_embd));
+  w.add_kv(a + "block_count", Value::u32(c.n_layer));
+  w.add_kv(a + "feed_forward_length", Value::u32(c.n_ff));
+  w.add_kv(a + "attention.head_count", Value::u32(c.n_head));
+  w.add_kv(a + "attention.head_count_kv", Value::u32(c.n_head_kv));
+  w.add_kv(a + "rope.dimension_count", Value::u32(c.n_embd / c.n_head));
+  w.add_kv(a + "attention.layer_norm_rms_epsilon", Value::f32(c.rms_eps));
+  w.add_kv(a + "rope.freq_base", Value::f32(c.rope_freq_base));
+  if (c.rope_scale_linear > 0) {
+    w.add_kv(a + "rope.scaling.type", Value::string("linear"));
+    w.add_kv(a + "rope.scaling.factor", Value::f32(c.rope_scale_linear));
+  }
+  if (c.rope_attn_factor > 0) {
+    w.add_kv(a + "rope.scaling.attn_factor", Value::f32(c.rope_attn_factor));
+  }
+  w.add_kv(a + "vocab_size", Value::u32(static_cast<uint32_t>(n_vocab)));
   for (const auto& kv : vocab.metadata()) {
     if (kv.key.rfind("tokenizer.", 0) == 0) w.add_kv(kv.key, kv.value);
   }
@@ -200,7 +288,13 @@ Status write_synth_model(const SynthConfig& c, const gguf::GgufFile& vocab,
     float mean = 0.f, std = 1.f;
     switch (it->init) {
       case Init::EMBD:
-        std = c.embd_std;
+        // Tied: token_embd.weight is also the output matrix, so it gets the output's spread.
+        std = c.tied_output ? c.gain_output / std::sqrt(static_cast<float>(n_per_row)) : c.embd_std;
+        break;
+      case Init::BIAS:
+        std = c.bias_std;
+        break;
+      case Init::ROPE_FREQS:
         break;
       case Init::NORM:
         mean = 1.f;
@@ -218,6 +312,12 @@ Status write_synth_model(const SynthConfig& c, const gguf::GgufFile& vocab,
     }
     std::vector<uint8_t>& out = buffers[i];
     out.resize(n_rows * row_bytes);
+    if (it->init == Init::ROPE_FREQS) {
+      const std::vector<float> factors = llama3_rope_factors(c);
+      to.from_float_ref(factors.data(), out.data(), static_cast<int64_t>(factors.size()));
+      w.add_tensor(p.name, p.to, p.dims, out);
+      continue;
+    }
     auto work = [&](uint64_t w_index, uint64_t n_workers) {
       std::vector<float> row(n_per_row);
       for (uint64_t r = n_rows * w_index / n_workers; r < n_rows * (w_index + 1) / n_workers; ++r) {

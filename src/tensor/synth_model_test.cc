@@ -38,6 +38,66 @@ TEST(Synth, PresetsHaveTheAdvertisedSizes) {
   EXPECT_FALSE(synth_preset("gpt-5").ok());
 }
 
+TEST(Synth, ArchitecturePresetsWriteWhatLlamaCppReads) {
+  auto vocab = GgufFile::open(gguf::testing::shared_dir() + "/models/stories260K.gguf");
+  ASSERT_TRUE(vocab.ok()) << vocab.error().message;
+
+  auto qwen2 = synth_preset("qwen2-tiny");
+  ASSERT_TRUE(qwen2.ok());
+  const std::string pq = temp_path("qwen2.gguf");
+  ASSERT_TRUE(write_synth_model(*qwen2, *vocab, pq).ok());
+  auto q = GgufFile::open(pq);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->architecture(), "qwen2");
+  EXPECT_EQ(q->get_uint("qwen2.embedding_length"), 128u);
+  EXPECT_EQ(q->get_uint("qwen2.attention.head_count_kv"), 1u);
+  EXPECT_FLOAT_EQ(static_cast<float>(*q->get_float("qwen2.rope.freq_base")), 1e6f);
+  EXPECT_EQ(q->find_tensor("output.weight"), nullptr);  // tied
+  ASSERT_NE(q->find_tensor("blk.1.attn_k.bias"), nullptr);
+  EXPECT_EQ(q->find_tensor("blk.1.attn_k.bias")->dims, (std::vector<uint64_t>{64}));
+  EXPECT_EQ(q->tensors().size(), 2u + 2u * 12u);
+  std::filesystem::remove(pq);
+
+  auto llama3 = synth_preset("llama3-tiny");
+  ASSERT_TRUE(llama3.ok());
+  const std::string pl = temp_path("llama3.gguf");
+  ASSERT_TRUE(write_synth_model(*llama3, *vocab, pl).ok());
+  auto l = GgufFile::open(pl);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->architecture(), "llama");
+  EXPECT_EQ(l->find("llama.rope.scaling.type"), nullptr);  // llama3 scaling is the tensor only
+  const auto* rf = l->find_tensor("rope_freqs.weight");
+  ASSERT_NE(rf, nullptr);
+  ASSERT_EQ(rf->dims, (std::vector<uint64_t>{32}));
+  ASSERT_EQ(rf->type, GgmlType::F32);
+  // Head size 64, base 500000, original context 32: wavelengths 6.3, 9.5, 14.3, 21.5, 32.4, ...
+  // -> factor 1 below 32 / 4 = 8, blended up to 32, then 8.
+  const float* f = reinterpret_cast<const float*>(rf->data);
+  EXPECT_EQ(f[0], 1.0f);
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_GT(f[i], f[i - 1]);
+    EXPECT_LT(f[i], 8.0f);
+  }
+  for (int i = 4; i < 32; ++i) EXPECT_EQ(f[i], 8.0f) << i;
+  std::filesystem::remove(pl);
+
+  auto linear = synth_preset("llama-linear-tiny");
+  ASSERT_TRUE(linear.ok());
+  const std::string pr = temp_path("linear.gguf");
+  ASSERT_TRUE(write_synth_model(*linear, *vocab, pr).ok());
+  auto r = GgufFile::open(pr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->get_string("llama.rope.scaling.type"), "linear");
+  EXPECT_FLOAT_EQ(static_cast<float>(*r->get_float("llama.rope.scaling.factor")), 4.0f);
+  EXPECT_FLOAT_EQ(static_cast<float>(*r->get_float("llama.rope.scaling.attn_factor")), 0.8f);
+  EXPECT_EQ(r->find_tensor("output.weight"), nullptr);
+  std::filesystem::remove(pr);
+
+  SynthConfig bad = *qwen2;
+  bad.arch = "gpt2";
+  EXPECT_FALSE(write_synth_model(bad, *vocab, temp_path("bad.gguf")).ok());
+}
+
 TEST(Synth, WritesALoadableDeterministicModel) {
   auto vocab = GgufFile::open(gguf::testing::shared_dir() + "/models/stories260K.gguf");
   ASSERT_TRUE(vocab.ok()) << vocab.error().message;
