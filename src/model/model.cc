@@ -3,9 +3,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_set>
 
 #include "tensor/kernels/kernels.h"
@@ -154,35 +157,58 @@ Status Model::pack_weights() {
   auto kernels = tensor::active_kernels();
   if (!kernels) return kernels.take_error();
   const tensor::KernelTable& kt = **kernels;
-  const long page = sysconf(_SC_PAGESIZE);
-  auto pack = [&](Weight& w) -> Status {
-    if (w.packed || kt.matmul_packed[static_cast<int>(w.type)] == nullptr ||
-        w.n_rows % tensor::kPackRows != 0) {
-      return {};
+  std::vector<Weight*> todo;
+  auto consider = [&](Weight& w) {
+    if (!w.packed && kt.matmul_packed[static_cast<int>(w.type)] != nullptr &&
+        w.n_rows % tensor::kPackRows == 0) {
+      todo.push_back(&w);
     }
-    const size_t bytes = w.row_bytes * static_cast<size_t>(w.n_rows);
-    const size_t alloc = (bytes + 63) / 64 * 64;
-    std::unique_ptr<uint8_t[], FreeDeleter> buf(
-        static_cast<uint8_t*>(std::aligned_alloc(64, alloc)));
-    if (!buf) return make_error("out of memory packing a ", bytes, "-byte weight");
-    REALM_TRY(tensor::pack_rows(w.type, w.data, w.n_rows, w.n_cols, buf.get()));
+  };
+  // The output matrix is packed only when it is not the token embedding table, whose rows are
+  // also read one by one.
+  if (output_.data != tok_embd_.data) consider(output_);
+  for (Layer& l : layers_) {
+    for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*w);
+  }
+  std::vector<std::unique_ptr<uint8_t[], FreeDeleter>> bufs;
+  for (Weight* w : todo) {
+    const size_t bytes = w->row_bytes * static_cast<size_t>(w->n_rows);
+    bufs.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    if (!bufs.back()) return make_error("out of memory packing a ", bytes, "-byte weight");
+  }
+  // Packing reads every byte of the weights once: spread it over the cores.
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  Status status;
+  auto work = [&] {
+    for (size_t i = next++; i < todo.size(); i = next++) {
+      const Weight& w = *todo[i];
+      auto st = tensor::pack_rows(w.type, w.data, w.n_rows, w.n_cols, bufs[i].get());
+      if (!st) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (status) status = std::move(st);
+      }
+    }
+  };
+  const unsigned n_threads =
+      std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), 16u);
+  std::vector<std::thread> threads;
+  for (unsigned t = 1; t < n_threads && t < todo.size(); ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  if (!status) return status;
+  const long page = sysconf(_SC_PAGESIZE);
+  for (size_t i = 0; i < todo.size(); ++i) {
+    Weight& w = *todo[i];
     // The mapped pages of the original are not read again: drop them from this process.
+    const size_t bytes = w.row_bytes * static_cast<size_t>(w.n_rows);
     const auto begin = reinterpret_cast<uintptr_t>(w.data);
     const uintptr_t first = (begin + page - 1) / page * page;
     const uintptr_t last = (begin + bytes) / page * page;
     if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-    w.data = buf.get();
+    w.data = bufs[i].get();
     w.packed = true;
-    packed_.push_back(std::move(buf));
-    return {};
-  };
-  // The output matrix is packed only when it is not the token embedding table, whose rows are
-  // also read one by one.
-  if (output_.data != tok_embd_.data) REALM_TRY(pack(output_));
-  for (Layer& l : layers_) {
-    for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
-      REALM_TRY(pack(*w));
-    }
+    packed_.push_back(std::move(bufs[i]));
   }
   return {};
 }

@@ -111,6 +111,19 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
 
 namespace {
 
+// Elements 8s .. 8s + 7 of a K super-block lie in one 32-element run of one byte array: eight
+// consecutive bytes, as one little-endian word.
+inline uint64_t load8(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+// Eight 4-bit values (one per byte of v) -> 4 bytes, value c | value (c + 4) << 4.
+inline uint32_t pair_nibbles(uint64_t v) {
+  return static_cast<uint32_t>(v) | (static_cast<uint32_t>(v >> 32) << 4);
+}
+constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
+
 void pack_q4_k(const BlockQ4_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
   for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
     for (int64_t b = 0; b < nb; ++b) {
@@ -120,18 +133,13 @@ void pack_q4_k(const BlockQ4_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
         std::memcpy(o + 2 * r, &x.d, 2);
         std::memcpy(o + 32 + 2 * r, &x.dmin, 2);
         for (int wd = 0; wd < 3; ++wd) std::memcpy(o + 64 + 64 * wd + 4 * r, x.scales + 4 * wd, 4);
-        uint8_t q[kQKK];
-        for (int h = 0; h < 4; ++h) {  // 64 elements per 32 bytes: low nibbles, then high
-          for (int l = 0; l < 32; ++l) {
-            q[64 * h + l] = x.qs[32 * h + l] & 0xf;
-            q[64 * h + 32 + l] = x.qs[32 * h + l] >> 4;
-          }
-        }
         for (int step = 0; step < 32; ++step) {
-          for (int c = 0; c < 4; ++c) {
-            o[256 + 64 * step + 4 * r + c] =
-                static_cast<uint8_t>(q[8 * step + c] | (q[8 * step + 4 + c] << 4));
-          }
+          // Element e = 8 * step + c: byte 32 * (e / 64) + e % 32, nibble (e % 64) / 32.
+          const int e = 8 * step;
+          const uint64_t v =
+              (load8(x.qs + 32 * (e / 64) + e % 32) >> (4 * ((e % 64) / 32))) & kLowNibbles;
+          const uint32_t packed = pair_nibbles(v);
+          std::memcpy(o + 256 + 64 * step + 4 * r, &packed, 4);
         }
       }
     }
@@ -148,28 +156,26 @@ void pack_q6_k(const BlockQ6_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
         const BlockQ6_K& x = in[(g * kPackRows + r) * nb + b];
         std::memcpy(o + 2 * r, &x.d, 2);
         for (int j = 0; j < 16; ++j) o[32 + 16 * j + r] = static_cast<uint8_t>(x.scales[j]);
-        uint8_t u[kQKK];
-        for (int e = 0; e < kQKK; ++e) {
-          const int half = e / 128, rr = e % 128, l = rr % 32, quarter = rr / 32;
-          const int low = x.ql[64 * half + l + 32 * (quarter & 1)];
-          const int nib = quarter < 2 ? (low & 0xf) : (low >> 4);
-          u[e] = static_cast<uint8_t>(nib | (((x.qh[32 * half + l] >> (2 * quarter)) & 3) << 4));
-        }
         for (int step = 0; step < 32; ++step) {
-          for (int c = 0; c < 4; ++c) {
-            o[288 + 64 * step + 4 * r + c] =
-                static_cast<uint8_t>((u[8 * step + c] & 0xf) | ((u[8 * step + 4 + c] & 0xf) << 4));
-          }
-        }
-        for (int big = 0; big < 8; ++big) {
-          for (int i = 0; i < 4; ++i) {
-            for (int c = 0; c < 4; ++c) {
-              const int e = 32 * big + 8 * i + c;
-              hi_bits[128 * big + 4 * r + c] |= static_cast<uint8_t>((u[e] >> 4) << (2 * i));
-              hi_bits[128 * big + 64 + 4 * r + c] |=
-                  static_cast<uint8_t>((u[e + 4] >> 4) << (2 * i));
-            }
-          }
+          // Element e: low 4 bits from ql[64 * half + l + 32 * (quarter & 1)] (nibble quarter /
+          // 2), high 2 bits from qh[32 * half + l] bits 2 * quarter; half = e / 128, quarter =
+          // (e % 128) / 32, l = e % 32.
+          const int e = 8 * step, half = e / 128, quarter = (e % 128) / 32, l = e % 32;
+          const uint64_t lo =
+              (load8(x.ql + 64 * half + l + 32 * (quarter & 1)) >> (4 * (quarter / 2))) &
+              kLowNibbles;
+          const uint64_t hi =
+              (load8(x.qh + 32 * half + l) >> (2 * quarter)) & 0x0303030303030303ull;
+          const uint32_t packed = pair_nibbles(lo);
+          std::memcpy(o + 288 + 64 * step + 4 * r, &packed, 4);
+          const int big = step / 4, i = step % 4;
+          uint32_t wa, wb;
+          std::memcpy(&wa, hi_bits + 128 * big + 4 * r, 4);
+          std::memcpy(&wb, hi_bits + 128 * big + 64 + 4 * r, 4);
+          wa |= static_cast<uint32_t>(hi) << (2 * i);
+          wb |= static_cast<uint32_t>(hi >> 32) << (2 * i);
+          std::memcpy(hi_bits + 128 * big + 4 * r, &wa, 4);
+          std::memcpy(hi_bits + 128 * big + 64 + 4 * r, &wb, 4);
         }
       }
     }
