@@ -341,7 +341,7 @@ TEST(Kernels, PackedMatmulIsBitIdenticalToPlain) {
   for (GgmlType t : kWeightTypes) {
     if (!packable(t)) continue;
     for (int64_t n : {int64_t{256}, int64_t{768}}) {
-      const Problem p = make_problem(t, 3 * kPackRows, n, 11, 31 + static_cast<uint32_t>(n));
+      const Problem p = make_problem(t, 3 * kPackRows, n, 19, 31 + static_cast<uint32_t>(n));
       std::vector<uint8_t> packed(p.w.size());
       ASSERT_TRUE(pack_rows(t, p.w.data(), p.n_rows, n, packed.data()).ok());
       Problem q = p;
