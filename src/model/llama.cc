@@ -236,22 +236,20 @@ struct Forward {
   // over head_dim (simd_gemm), scaled, the running max and sum are rescaled by expf when the tile
   // max is larger, the tile's exponentials come from kt.exp_ggml with their sum taken per 16
   // lanes and added in double, and each V column is an FMA chain over the tile's 64 cells.
-  void attention_tiled(int64_t g, int64_t n_kv, const float* qf, float scale, float* ktile,
-                       float* p, float* acc, const float* kf, const float* vf, float* dst) const {
+  //
+  // `kt_g` holds this KV head's cache tiles transposed to [tile][d][cell] (build_k_tiles), so that
+  // the chains over d run across cells.
+  static constexpr int64_t kTile = 64;
+  void attention_tiled(int64_t g, int64_t n_kv, const float* qf, float scale, const float* kt_g,
+                       float* p, float* acc, const float* vf, float* dst) const {
     const int64_t row = hp.n_embd_kv();
-    constexpr int64_t kTile = 64;
     const int64_t hd = hp.head_dim;
     std::fill(acc, acc + hd, 0.0f);
     float m_run = -INFINITY, s_run = 0.0f;
     for (int64_t c0 = 0; c0 < n_kv; c0 += kTile) {
       const int64_t valid = std::min(kTile, n_kv - c0);
-      // K tile transposed to [d][cell] so that the chains over d run across cells.
-      for (int64_t j = 0; j < valid; ++j) {
-        const float* kr = kf + (c0 + j) * row + g * hd;
-        for (int64_t d = 0; d < hd; ++d) ktile[d * kTile + j] = kr[d];
-      }
       std::fill(p, p + kTile, 0.0f);
-      kt.fma_rows(hd, valid, qf, ktile, kTile, p);
+      kt.fma_rows(hd, valid, qf, kt_g + (c0 / kTile) * hd * kTile, kTile, p);
       float tile_max = -INFINITY;
       for (int64_t j = 0; j < kTile; ++j) {
         p[j] = j < valid ? p[j] * scale : -INFINITY;  // masked cells are -inf
@@ -289,6 +287,11 @@ struct Forward {
   // batching never changes results; llama.cpp cuts prompts into ubatches of 512, we do not). Not
   // emulated: for one query over >= 512 cache cells llama.cpp splits the cells across its threads
   // and merges partial results; there logits agree only approximately.
+  // Whether a sequence's step takes llama.cpp's tiled flash-attention kernel.
+  bool tiled(const SequenceStep& s) const {
+    return s.cache->type() == KvType::F16 && s.tokens.size() >= 64 && hp.head_dim % 16 == 0;
+  }
+
   void attention(int64_t il, const float* q, float* out) {
     const int64_t hd = hp.head_dim, n_head = hp.n_head, row = hp.n_embd_kv();
     const int64_t group = hp.n_head / hp.n_head_kv;
@@ -320,10 +323,40 @@ struct Forward {
         }
       });
     }
+    // Sequences on the tiled path: their K cache transposed once per layer into [kv head][tile]
+    // [d][cell] (cells past the end zero), shared by all their query rows and heads.
+    const int64_t n_head_kv = hp.n_head_kv;
+    std::vector<size_t> kt_at(steps.size(), 0);
+    size_t kt_total = 0;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      if (!tiled(steps[s])) continue;
+      kt_at[s] = kt_total;
+      const int64_t n = steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size());
+      kt_total += static_cast<size_t>(n_head_kv * ((n + kTile - 1) / kTile) * hd * kTile);
+    }
+    ws.k_tiles_.resize(kt_total);
+    for (size_t s = 0; s < steps.size(); ++s) {
+      if (!tiled(steps[s])) continue;
+      const int64_t n = steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size());
+      const int64_t n_tiles = (n + kTile - 1) / kTile;
+      const float* kf = ws.kv_f32_.data() + f32_at[s];
+      float* kt_s = ws.k_tiles_.data() + kt_at[s];
+      parallel(n_head_kv * n_tiles, 1, [&](int64_t u0, int64_t u1) {
+        for (int64_t u = u0; u < u1; ++u) {
+          const int64_t g = u / n_tiles, tile = u % n_tiles;
+          float* dst = kt_s + u * hd * kTile;
+          for (int64_t j = 0; j < kTile; ++j) {
+            const int64_t cell = tile * kTile + j;
+            const float* kr = kf + cell * row + g * hd;
+            for (int64_t d = 0; d < hd; ++d) dst[d * kTile + j] = cell < n ? kr[d] : 0.0f;
+          }
+        }
+      });
+    }
     parallel(n_tok * n_head, 1, [&](int64_t u0, int64_t u1) {
       std::vector<float> scores, qh(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
       std::vector<tensor::Fp16> acc16(static_cast<size_t>(hd));
-      std::vector<float> k_tile, p_tile;
+      std::vector<float> p_tile(kTile);
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t t = u / n_head, h = u % n_head, g = h / group;
         const SequenceStep& step = steps[static_cast<size_t>(tok_seq[static_cast<size_t>(t)])];
@@ -334,11 +367,11 @@ struct Forward {
         const size_t si = static_cast<size_t>(tok_seq[static_cast<size_t>(t)]);
         const float* kf = ws.kv_f32_.data() + f32_at[si];
         const float* vf = kf + total;
-        if (c.type() == KvType::F16 && step.tokens.size() >= 64 && hd % 16 == 0) {
-          k_tile.resize(static_cast<size_t>(hd * 64));
-          p_tile.resize(64);
-          attention_tiled(g, n_kv, qsrc, scale, k_tile.data(), p_tile.data(), acc.data(), kf, vf,
-                          dst);
+        if (tiled(step)) {
+          const int64_t n_tiles =
+              (c.size() + static_cast<int64_t>(step.tokens.size()) + kTile - 1) / kTile;
+          const float* kt_g = ws.k_tiles_.data() + kt_at[si] + g * n_tiles * hd * kTile;
+          attention_tiled(g, n_kv, qsrc, scale, kt_g, p_tile.data(), acc.data(), vf, dst);
           continue;
         }
         if (c.type() == KvType::F16) {

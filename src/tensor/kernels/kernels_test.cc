@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -232,8 +233,10 @@ TEST(Kernels, FmaRowsIsExactOnEveryPath) {
       for (const KernelTable* k : tables) {
         std::vector<float> y = y0;
         k->fma_rows(n_k, n, a.data(), x.data(), ldx, y.data());
-        EXPECT_EQ(std::memcmp(y.data(), want.data(), want.size() * sizeof(float)), 0)
-            << isa_name(k->isa) << " n " << n << " n_k " << n_k;
+        for (int64_t i = 0; i < n; ++i) {
+          EXPECT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(want[i]))
+              << isa_name(k->isa) << " n " << n << " n_k " << n_k << " i " << i;
+        }
       }
     }
   }
