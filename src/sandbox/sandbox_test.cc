@@ -489,9 +489,11 @@ TEST(SandboxConcurrency, ThirtyTwoGuestsDecodeTogether) {
   }
   auto stats = (*sb)->model_stats("stories");
   ASSERT_TRUE(stats);
-  // 32 prompts + 32 * 7 single-token steps; batched, far fewer passes than steps.
+  // 32 prompts + 32 * 7 single-token steps; batched, clearly fewer passes than steps. (How many
+  // steps meet in one pass depends on thread scheduling: on a loaded machine the guests drift
+  // apart after the barrier, so the bound leaves room; one pass per step would be 256.)
   EXPECT_EQ(stats->tokens, uint64_t{kRequests} * (5 + 7));
-  EXPECT_LT(stats->batches, uint64_t{kRequests} * 8 / 2);
+  EXPECT_LT(stats->batches, uint64_t{kRequests} * 8 * 3 / 4);
   (void)before;
 }
 
