@@ -1,4 +1,4 @@
-// GGUF v2/v3 reader. The file is memory-mapped read-only and tensor data is used in place.
+// GGUF v2/v3 reader. The file is memory-mapped read-only and tensor data is exposed in place.
 // Every count, length, offset and size is checked against the file with overflow-safe arithmetic
 // before use; a malformed file yields one Error naming the problem and the offending value.
 #pragma once

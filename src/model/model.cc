@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -157,6 +158,10 @@ Status Model::pack_weights() {
   auto kernels = tensor::active_kernels();
   if (!kernels) return kernels.take_error();
   const tensor::KernelTable& kt = **kernels;
+  // REALM_NO_PACK=1 keeps every weight as stored: for measuring what packing gains.
+  if (const char* v = std::getenv("REALM_NO_PACK"); v != nullptr && *v != '\0' && *v != '0') {
+    return {};
+  }
   std::vector<Weight*> todo;
   auto consider = [&](Weight& w) {
     if (!w.packed && kt.matmul_packed[static_cast<int>(w.type)] != nullptr &&
@@ -171,10 +176,14 @@ Status Model::pack_weights() {
     for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*w);
   }
   std::vector<std::unique_ptr<uint8_t[], FreeDeleter>> bufs;
-  for (Weight* w : todo) {
-    const size_t bytes = w->row_bytes * static_cast<size_t>(w->n_rows);
+  for (size_t i = 0; i < todo.size(); ++i) {
+    const size_t bytes = todo[i]->row_bytes * static_cast<size_t>(todo[i]->n_rows);
     bufs.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
-    if (!bufs.back()) return make_error("out of memory packing a ", bytes, "-byte weight");
+    if (!bufs.back()) {  // no memory for the rest: they stay as stored (same results, slower)
+      bufs.pop_back();
+      todo.resize(i);
+      break;
+    }
   }
   // Packing reads every byte of the weights once: spread it over the cores.
   std::atomic<size_t> next{0};
@@ -193,7 +202,13 @@ Status Model::pack_weights() {
   const unsigned n_threads =
       std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), 16u);
   std::vector<std::thread> threads;
-  for (unsigned t = 1; t < n_threads && t < todo.size(); ++t) threads.emplace_back(work);
+  for (unsigned t = 1; t < n_threads && t < todo.size(); ++t) {
+    try {
+      threads.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no more threads (process limits): the ones running, and this one, do the rest
+    }
+  }
   work();
   for (auto& t : threads) t.join();
   if (!status) return status;

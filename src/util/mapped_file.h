@@ -1,5 +1,6 @@
 // MappedFile: a read-only memory map of a whole file (RAII). Model weights are used in place from
-// the map, shared by every session and tenant; nothing is copied at load.
+// the map, shared by every session and tenant, except the matrices the model repacks once at load
+// for its kernels (a same-size copy per loaded model; see model.cc).
 #pragma once
 
 #include <cstddef>

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -34,6 +35,25 @@ TEST(ThreadPool, ManyRoundsReuseThreads) {
     pool.parallel_for(100, 1, [&](int64_t b, int64_t e) { sum += e - b; });
   }
   EXPECT_EQ(sum.load(), 200000);
+}
+
+// An exception from fn, on the caller or on a helper, comes back out of parallel_for after every
+// thread has left the call; the pool keeps working.
+TEST(ThreadPool, ExceptionsPropagateAndThePoolSurvives) {
+  ThreadPool pool(4);
+  for (int round = 0; round < 200; ++round) {
+    const int64_t bad = round % 64;
+    EXPECT_THROW(pool.parallel_for(64, 1,
+                                   [&](int64_t b, int64_t e) {
+                                     for (int64_t i = b; i < e; ++i) {
+                                       if (i == bad) throw std::runtime_error("chunk failed");
+                                     }
+                                   }),
+                 std::runtime_error);
+    std::atomic<int64_t> sum{0};
+    pool.parallel_for(100, 1, [&](int64_t b, int64_t e) { sum += e - b; });
+    ASSERT_EQ(sum.load(), 100);
+  }
 }
 
 // More threads than cores, with the cores also kept busy by other threads: every call still
