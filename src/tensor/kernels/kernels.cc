@@ -109,6 +109,12 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
 //   4; then per 4 steps J (32 elements) two 64-byte words of the high 2 bits: row r, byte c (A) or
 //   4 + c (B) holds hi(u[32J + 8i + c]) (A) / hi(u[32J + 8i + 4 + c]) (B) in bits 2i, 2i + 1.
 
+// Q8_0, per group of 16 rows and block (16 x 34 bytes): d[16] (fp16), then 8 steps of 64 bytes:
+//   step s, row r, byte c = q[4s + c] + 128 (as unsigned).
+// Q4_0, per group of 16 rows and block (16 x 18 bytes): d[16], then 4 steps of 64 bytes:
+//   step s, row r, byte c = q[8s + c] | q[8s + 4 + c] << 4 (q = the stored 4-bit values).
+// The kernels remove the bias (128, 8) exactly through the activation block sums.
+
 namespace {
 
 // Elements 8s .. 8s + 7 of a K super-block lie in one 32-element run of one byte array: eight
@@ -182,10 +188,47 @@ void pack_q6_k(const BlockQ6_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
   }
 }
 
+void pack_q8_0(const BlockQ8_0* in, int64_t n_rows, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ8_0);
+      for (int r = 0; r < kPackRows; ++r) {
+        const BlockQ8_0& x = in[(g * kPackRows + r) * nb + b];
+        std::memcpy(o + 2 * r, &x.d, 2);
+        for (int step = 0; step < 8; ++step) {
+          for (int c = 0; c < 4; ++c) {
+            o[32 + 64 * step + 4 * r + c] = static_cast<uint8_t>(x.qs[4 * step + c]) ^ 0x80u;
+          }
+        }
+      }
+    }
+  }
+}
+
+void pack_q4_0(const BlockQ4_0* in, int64_t n_rows, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ4_0);
+      for (int r = 0; r < kPackRows; ++r) {
+        const BlockQ4_0& x = in[(g * kPackRows + r) * nb + b];
+        std::memcpy(o + 2 * r, &x.d, 2);
+        for (int step = 0; step < 4; ++step) {
+          // Elements 8s .. 8s + 7: low nibbles of qs[8s ..] for s < 2, else high nibbles of
+          // qs[8s - 16 ..].
+          const int e = 8 * step;
+          const uint64_t v = (load8(x.qs + e % 16) >> (4 * (e / 16))) & kLowNibbles;
+          const uint32_t packed = pair_nibbles(v);
+          std::memcpy(o + 32 + 64 * step + 4 * r, &packed, 4);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool packable(GgmlType t) {
-  return t == GgmlType::Q4_K || t == GgmlType::Q6_K;
+  return t == GgmlType::Q4_K || t == GgmlType::Q6_K || t == GgmlType::Q8_0 || t == GgmlType::Q4_0;
 }
 
 Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst) {
@@ -195,11 +238,20 @@ Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, vo
     return make_error("pack_rows: ", n_rows, " x ", n_cols, " is not whole ", gguf::type_name(t),
                       " super-blocks in groups of ", kPackRows, " rows");
   }
-  const int64_t nb = n_cols / kQKK;
-  if (t == GgmlType::Q4_K) {
-    pack_q4_k(static_cast<const BlockQ4_K*>(src), n_rows, nb, static_cast<uint8_t*>(dst));
-  } else {
-    pack_q6_k(static_cast<const BlockQ6_K*>(src), n_rows, nb, static_cast<uint8_t*>(dst));
+  auto* out = static_cast<uint8_t*>(dst);
+  switch (t) {
+    case GgmlType::Q4_K:
+      pack_q4_k(static_cast<const BlockQ4_K*>(src), n_rows, n_cols / kQKK, out);
+      break;
+    case GgmlType::Q6_K:
+      pack_q6_k(static_cast<const BlockQ6_K*>(src), n_rows, n_cols / kQKK, out);
+      break;
+    case GgmlType::Q8_0:
+      pack_q8_0(static_cast<const BlockQ8_0*>(src), n_rows, n_cols / kQK, out);
+      break;
+    default:
+      pack_q4_0(static_cast<const BlockQ4_0*>(src), n_rows, n_cols / kQK, out);
+      break;
   }
   return {};
 }

@@ -99,12 +99,9 @@ inline float load_bf16(Bf16 v) {
   return bf16_to_f32(v);
 }
 
-// Legacy types (blocks of 32): per block, 8 exact integer lane sums of 4 adjacent products and the
-// scale d_w * d_a. Blocks are taken in pairs; block b of the pairs accumulates (fused multiply-add)
-// into lane group b % 4; an odd last block is a separate product. The row value is
-//   hsum8((G0 + G2) + (G1 + G3)) + hsum8(last),
-// and for Q4_1/Q5_1 plus ((M0 + M2) + (M1 + M3)) + m_last, where Mg accumulates m_w * s_a of the
-// blocks of group g (fused) and m_last = m_w * s_a of the odd last block.
+// Legacy types (blocks of 32): per block the exact integer sum isum = sum(q_w * q_a), then in
+// block order acc = fma(isum, d_w * d_a, acc); Q4_1/Q5_1 also accm = fma(m_w, s_a, accm) and the
+// row value is acc + accm. (llama.cpp's repacked Q4_0 kernels accumulate the same way.)
 struct Q4_0S {
   using W = BlockQ4_0;
   using A = BlockQ8_0;
@@ -140,35 +137,14 @@ template <class T>
 float dot_legacy(int64_t n, const void* vw, const void* va) {
   const auto* w = static_cast<const typename T::W*>(vw);
   const auto* a = static_cast<const typename T::A*>(va);
-  const int64_t nb = n / kQK;
-  const int64_t nb_pairs = nb & ~int64_t{1};
-  float acc[4][8] = {}, last[8] = {};
-  float mins[4] = {}, min_last = 0.0f;
-  for (int64_t b = 0; b < nb; ++b) {
-    const float scale = fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d);
-    for (int l = 0; l < 8; ++l) {
-      int32_t lane = 0;
-      for (int c = 0; c < 4; ++c) lane += T::quant(w[b], 4 * l + c) * a[b].qs[4 * l + c];
-      if (b < nb_pairs) {
-        acc[b % 4][l] = std::fma(static_cast<float>(lane), scale, acc[b % 4][l]);
-      } else {
-        last[l] = std::fma(static_cast<float>(lane), scale, 0.0f);
-      }
-    }
-    if constexpr (T::kMin) {
-      const float m = fp16_to_f32(w[b].m), s = fp16_to_f32(a[b].s);
-      if (b < nb_pairs) {
-        mins[b % 4] = std::fma(m, s, mins[b % 4]);
-      } else {
-        min_last = 0.0f + m * s;
-      }
-    }
+  float acc = 0.0f, accm = 0.0f;
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    int32_t isum = 0;
+    for (int i = 0; i < kQK; ++i) isum += T::quant(w[b], i) * a[b].qs[i];
+    acc = std::fma(static_cast<float>(isum), fp16_to_f32(w[b].d) * fp16_to_f32(a[b].d), acc);
+    if constexpr (T::kMin) accm = std::fma(fp16_to_f32(w[b].m), fp16_to_f32(a[b].s), accm);
   }
-  float v[8];
-  for (int l = 0; l < 8; ++l) v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-  float r = hsum8(v) + hsum8(last);
-  if constexpr (T::kMin) r += ((mins[0] + mins[2]) + (mins[1] + mins[3])) + min_last;
-  return r;
+  return T::kMin ? acc + accm : acc;
 }
 
 // K types (super-blocks of 256): per super-block the exact integer sums isum = sum(scale * q * y)

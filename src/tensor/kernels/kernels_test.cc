@@ -343,7 +343,8 @@ TEST(Kernels, PackedMatmulIsBitIdenticalToPlain) {
   int tested = 0;
   for (GgmlType t : kWeightTypes) {
     if (!packable(t)) continue;
-    for (int64_t n : {int64_t{256}, int64_t{768}}) {
+    for (int64_t n : {int64_t{256}, int64_t{768}, int64_t{32 * 35}}) {
+      if (!gguf::row_bytes(t, n)) continue;
       const Problem p = make_problem(t, 3 * kPackRows, n, 19, 31 + static_cast<uint32_t>(n));
       std::vector<uint8_t> packed(p.w.size());
       ASSERT_TRUE(pack_rows(t, p.w.data(), p.n_rows, n, packed.data()).ok());
@@ -409,7 +410,7 @@ TEST(Kernels, PackRejectsBadShapes) {
   std::vector<uint8_t> buf(16 * 144 * 2);
   EXPECT_FALSE(pack_rows(GgmlType::Q4_K, buf.data(), 15, 256, buf.data()).ok());
   EXPECT_FALSE(pack_rows(GgmlType::Q4_K, buf.data(), 16, 100, buf.data()).ok());
-  EXPECT_FALSE(pack_rows(GgmlType::Q8_0, buf.data(), 16, 256, buf.data()).ok());
+  EXPECT_FALSE(pack_rows(GgmlType::Q5_1, buf.data(), 16, 256, buf.data()).ok());
 }
 
 // A prefill-sized batch (scratch for the activation scales no longer fits the stack buffer) gives
