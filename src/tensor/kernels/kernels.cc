@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "tensor/kernels/kernels_internal.h"
 
@@ -103,6 +104,9 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
 //   w0[16], w1[16], w2[16], then 32 steps of 64 bytes: step s, row r, byte c (4 bytes per row) =
 //   q[8s + c] | q[8s + 4 + c] << 4, q = the row's 4-bit quants in element order.
 
+// Q5_K: the Q4_K layout (16 x 176 bytes per group and super-block), then 8 words of 64 bytes with
+//   the high bits: sub-block j, row r, byte c, bit i = hi(q[8(4j + i) + c]), bit 4 + i =
+//   hi(q[8(4j + i) + 4 + c]).
 // Q6_K, per group of 16 rows and super-block (16 x 210 bytes), with u = q + 32 (0..63):
 //   d[16] (fp16); the scales as sc[j][r] (int8, sub-block j of 16, row r: 256 bytes); 32 steps of
 //   64 bytes with the low 4 bits of u: step s, row r, byte c = lo(u[8s + c]) | lo(u[8s + 4 + c]) <<
@@ -130,12 +134,15 @@ inline uint32_t pair_nibbles(uint64_t v) {
 }
 constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0full;
 
-void pack_q4_k(const BlockQ4_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
+template <bool kFive>
+void pack_q45_k(const void* src, int64_t n_rows, int64_t nb, uint8_t* out) {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  const auto* in = static_cast<const Block*>(src);
   for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ4_K);
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(Block);
       for (int r = 0; r < kPackRows; ++r) {
-        const BlockQ4_K& x = in[(g * kPackRows + r) * nb + b];
+        const Block& x = in[(g * kPackRows + r) * nb + b];
         std::memcpy(o + 2 * r, &x.d, 2);
         std::memcpy(o + 32 + 2 * r, &x.dmin, 2);
         for (int wd = 0; wd < 3; ++wd) std::memcpy(o + 64 + 64 * wd + 4 * r, x.scales + 4 * wd, 4);
@@ -146,6 +153,19 @@ void pack_q4_k(const BlockQ4_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
               (load8(x.qs + 32 * (e / 64) + e % 32) >> (4 * ((e % 64) / 32))) & kLowNibbles;
           const uint32_t packed = pair_nibbles(v);
           std::memcpy(o + 256 + 64 * step + 4 * r, &packed, 4);
+        }
+        if constexpr (kFive) {
+          // High bit of element e: bit e / 32 of qh[e % 32]. Sub-block j (steps 4j + i), row r,
+          // byte c: bit i = element 8(4j + i) + c, bit 4 + i = element 8(4j + i) + 4 + c.
+          for (int j = 0; j < 8; ++j) {
+            uint32_t word = 0;
+            for (int i = 0; i < 4; ++i) {
+              const uint64_t bits = (load8(x.qh + 8 * i) >> j) & 0x0101010101010101ull;
+              word |= static_cast<uint32_t>(bits) << i;
+              word |= static_cast<uint32_t>(bits >> 32) << (4 + i);
+            }
+            std::memcpy(o + 2304 + 64 * j + 4 * r, &word, 4);
+          }
         }
       }
     }
@@ -228,7 +248,8 @@ void pack_q4_0(const BlockQ4_0* in, int64_t n_rows, int64_t nb, uint8_t* out) {
 }  // namespace
 
 bool packable(GgmlType t) {
-  return t == GgmlType::Q4_K || t == GgmlType::Q6_K || t == GgmlType::Q8_0 || t == GgmlType::Q4_0;
+  return t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K || t == GgmlType::Q8_0 ||
+         t == GgmlType::Q4_0;
 }
 
 Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst) {
@@ -241,7 +262,10 @@ Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, vo
   auto* out = static_cast<uint8_t*>(dst);
   switch (t) {
     case GgmlType::Q4_K:
-      pack_q4_k(static_cast<const BlockQ4_K*>(src), n_rows, n_cols / kQKK, out);
+      pack_q45_k<false>(src, n_rows, n_cols / kQKK, out);
+      break;
+    case GgmlType::Q5_K:
+      pack_q45_k<true>(src, n_rows, n_cols / kQKK, out);
       break;
     case GgmlType::Q6_K:
       pack_q6_k(static_cast<const BlockQ6_K*>(src), n_rows, n_cols / kQKK, out);
