@@ -36,47 +36,6 @@ inline float fma_exact(float x, float y, float z) {
   return static_cast<float>(std::bit_cast<double>(bits + step));
 }
 
-// fma_exact for long scalar chains: one rounding in double usually gives the right float already;
-// it can go wrong only when the double lands exactly halfway between two floats (or in the float
-// subnormal range), which is tested on its bits and then redone exactly.
-inline float fma_chain(float x, float y, float z) {
-  const double s = static_cast<double>(x) * y + z;
-  const uint64_t bits = std::bit_cast<uint64_t>(s);
-  const bool tie = (bits & 0x1fffffffu) == 0x10000000u;
-  if (tie || std::fabs(s) < 0x1p-126) [[unlikely]] {
-    return fma_exact(x, y, z);
-  }
-  return static_cast<float>(s);
-}
-
-// The dot product of an F16-rounded query with an F16 key row (given converted to f32, which is
-// exact), in llama.cpp's order on AVX-512:
-// 64-element steps into 4 x 16 float lanes, reduced pairwise, then a double tail. The products of
-// two F16 values are exact in float, so the lane sums need no fused multiply-add.
-inline float fa_dot(const float* q, const float* k, int64_t n) {
-  const int64_t np = n & ~int64_t{63};
-  float lanes[4][16] = {};
-  for (int64_t i = 0; i < np; i += 64) {
-    for (int j = 0; j < 4; ++j) {
-      for (int l = 0; l < 16; ++l) {
-        const int64_t e = i + j * 16 + l;
-        lanes[j][l] += q[e] * k[e];
-      }
-    }
-  }
-  double sum = 0.0;
-  if (np > 0) {
-    float v[16];
-    for (int l = 0; l < 16; ++l) v[l] = (lanes[0][l] + lanes[2][l]) + (lanes[1][l] + lanes[3][l]);
-    float h8[8], h4[4];
-    for (int l = 0; l < 8; ++l) h8[l] = v[l + 8] + v[l];
-    for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
-    sum = static_cast<double>((h4[0] + h4[2]) + (h4[1] + h4[3]));
-  }
-  for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * k[i]);
-  return static_cast<float>(sum);
-}
-
 // Sum of 16 floats in the order of GCC's _mm512_reduce_add_ps: halves, quarters, then pairs.
 inline float reduce_add_16(const float* v) {
   float h8[8], h4[4];
@@ -279,15 +238,15 @@ struct Forward {
   // Causal attention of every (token, head) over its own sequence's cache.
   //
   // F16 cache: computed the way llama.cpp's CPU flash attention does (its default), so logits
-  // agree closely: the query is rounded to F16, each K.q dot follows ggml_vec_dot_f16 (fa_dot),
-  // the softmax is online (running max and sum) and the V accumulator is kept in F16, rounded
-  // after every update. F32 cache: plain scores, softmax with a double sum, f32 V accumulation
-  // (llama.cpp's non-flash path). Batches of >= 64 new tokens of one sequence take llama.cpp's
-  // tiled kernel (attention_tiled; decided per sequence, as if it ran alone in llama.cpp, so that
-  // batching never changes results; llama.cpp cuts prompts into ubatches of 512, we do not). Not
-  // emulated: for one query over >= 512 cache cells llama.cpp splits the cells across its threads
-  // and merges partial results; there logits agree only approximately.
-  // Whether a sequence's step takes llama.cpp's tiled flash-attention kernel.
+  // agree closely: the query is rounded to F16, each K.q dot follows ggml_vec_dot_f16
+  // (kt.fa_scores), the softmax is online (running max and sum) and the V accumulator is kept in
+  // F16, rounded after every update. F32 cache: plain scores, softmax with a double sum, f32 V
+  // accumulation (llama.cpp's non-flash path). Batches of >= 64 new tokens of one sequence take
+  // llama.cpp's tiled kernel (attention_tiled; decided per sequence, as if it ran alone in
+  // llama.cpp, so that batching never changes results; llama.cpp cuts prompts into ubatches of 512,
+  // we do not). Not emulated: for one query over >= 512 cache cells llama.cpp splits the cells
+  // across its threads and merges partial results; there logits agree only approximately. Whether a
+  // sequence's step takes llama.cpp's tiled flash-attention kernel.
   bool tiled(const SequenceStep& s) const {
     return s.cache->type() == KvType::F16 && s.tokens.size() >= 64 && hp.head_dim % 16 == 0;
   }
@@ -314,12 +273,8 @@ struct Forward {
       float* vf = kf + total;
       parallel(n, 16, [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) {
-          const auto* kr = reinterpret_cast<const tensor::Fp16*>(c.k_at(il, j));
-          const auto* vr = reinterpret_cast<const tensor::Fp16*>(c.v_at(il, j));
-          for (int64_t i = 0; i < row; ++i) {
-            kf[j * row + i] = tensor::fp16_to_f32(kr[i]);
-            vf[j * row + i] = tensor::fp16_to_f32(vr[i]);
-          }
+          kt.f16_to_f32(reinterpret_cast<const tensor::Fp16*>(c.k_at(il, j)), kf + j * row, row);
+          kt.f16_to_f32(reinterpret_cast<const tensor::Fp16*>(c.v_at(il, j)), vf + j * row, row);
         }
       });
     }
@@ -378,24 +333,22 @@ struct Forward {
           for (int64_t d = 0; d < hd; ++d) {
             qh[static_cast<size_t>(d)] = tensor::fp16_to_f32(tensor::f32_to_fp16(qsrc[d]));
           }
+          scores.resize(static_cast<size_t>(n_kv));
+          kt.fa_scores(qh.data(), kf + g * hd, static_cast<size_t>(row), n_kv, hd, scores.data());
           std::fill(acc16.begin(), acc16.end(), tensor::Fp16{0});
           float m_run = -INFINITY, s_run = 0.0f;
           for (int64_t j = 0; j < n_kv; ++j) {
-            const float s = fa_dot(qh.data(), kf + j * row + g * hd, hd) * scale;
+            const float s = scores[static_cast<size_t>(j)] * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > m_run) {
               const float m_old = m_run;
               m_run = s;
               ms = std::exp(m_old - m_run);
-              for (auto& a : acc16) a = tensor::f32_to_fp16(tensor::fp16_to_f32(a) * ms);
+              kt.f16_scale(acc16.data(), ms, hd);
             } else {
               vs = std::exp(s - m_run);
             }
-            const float* vr = vf + j * row + g * hd;
-            for (int64_t d = 0; d < hd; ++d) {
-              auto& a = acc16[static_cast<size_t>(d)];
-              a = tensor::f32_to_fp16(fma_chain(vr[d], vs, tensor::fp16_to_f32(a)));
-            }
+            kt.f16_axpy(acc16.data(), vf + j * row + g * hd, vs, hd);
             // Fused: the reference build (GCC 12, -ffp-contract=fast) turns `S = S*ms + vs` into
             // one FMA; the greedy steps of reference.json tell fused from unfused.
             s_run = fma_exact(s_run, ms, vs);

@@ -72,6 +72,19 @@ using ExpFn = void (*)(float* x, int64_t n);
 // g / (1 + exp_ggml(0 - g)) * up, the last n % 16 elements with libm's expf.
 using SwigluFn = void (*)(float* g, const float* up, int64_t n);
 
+// llama.cpp's CPU flash attention on an F16 cache (its default), step by step:
+// out[j] = the dot of q with row j of k (rows k_stride floats apart; q and k hold F16 values as
+// f32), in ggml_vec_dot_f16's AVX-512 order: 64-element steps into 4 x 16 lanes, reduced as
+// _mm512_reduce_add_ps, the last n % 64 products added in double.
+using FaScoresFn = void (*)(const float* q, const float* k, size_t k_stride, int64_t n_rows,
+                            int64_t n, float* out);
+// y[i] = f32(x[i]) for F16 values (exact).
+using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
+// acc[i] = fp16(fma(v[i], a, f32(acc[i]))): the F16 value accumulator of one cell.
+using F16AxpyFn = void (*)(uint16_t* acc, const float* v, float a, int64_t n);
+// acc[i] = fp16(f32(acc[i]) * a): its rescaling when the running maximum grows.
+using F16ScaleFn = void (*)(uint16_t* acc, float a, int64_t n);
+
 inline constexpr int kMaxTypeId = 40;
 
 // Kernels of one ISA, indexed by ggml type id; null entries are unsupported types.
@@ -84,6 +97,10 @@ struct KernelTable {
   FmaRowsFn fma_rows = nullptr;
   ExpFn exp_ggml = nullptr;
   SwigluFn swiglu = nullptr;
+  FaScoresFn fa_scores = nullptr;
+  F16ToF32Fn f16_to_f32 = nullptr;
+  F16AxpyFn f16_axpy = nullptr;
+  F16ScaleFn f16_scale = nullptr;
 };
 
 // The activation type llama.cpp pairs with `weight` (F32->F32, F16->F16, BF16->BF16,

@@ -284,6 +284,43 @@ void swiglu(float* g, const float* up, int64_t n) {
   for (int64_t i = nv; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * up[i];
 }
 
+void fa_scores(const float* q, const float* k, size_t k_stride, int64_t n_rows, int64_t n,
+               float* out) {
+  const int64_t np = n & ~int64_t{63};
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const float* kr = k + j * static_cast<int64_t>(k_stride);
+    float lanes[4][16] = {};
+    for (int64_t i = 0; i < np; i += 64) {
+      for (int u = 0; u < 4; ++u) {
+        for (int l = 0; l < 16; ++l) {
+          const int64_t e = i + 16 * u + l;
+          lanes[u][l] += q[e] * kr[e];  // products of F16 values are exact in float
+        }
+      }
+    }
+    double sum = 0.0;
+    if (np > 0) {
+      float v[16];
+      for (int l = 0; l < 16; ++l) v[l] = (lanes[0][l] + lanes[2][l]) + (lanes[1][l] + lanes[3][l]);
+      sum = static_cast<double>(hsum16(v));
+    }
+    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * kr[i]);
+    out[j] = static_cast<float>(sum);
+  }
+}
+
+void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(x[i]);
+}
+
+void f16_axpy(uint16_t* acc, const float* v, float a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] = f32_to_fp16(std::fma(v[i], a, fp16_to_f32(acc[i])));
+}
+
+void f16_scale(uint16_t* acc, float a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] = f32_to_fp16(fp16_to_f32(acc[i]) * a);
+}
+
 // The scalar matmul is one dot per pair: trivially batch-independent.
 template <DotFn kDot>
 void matmul_by_dot(int64_t n, const void* w, size_t w_stride, int64_t n_rows, const void* a,
@@ -328,6 +365,10 @@ KernelTable make_table() {
   k.fma_rows = fma_rows;
   k.exp_ggml = exp_ggml;
   k.swiglu = swiglu;
+  k.fa_scores = fa_scores;
+  k.f16_to_f32 = f16_to_f32;
+  k.f16_axpy = f16_axpy;
+  k.f16_scale = f16_scale;
   return k;
 }
 

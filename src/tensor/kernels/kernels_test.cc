@@ -160,6 +160,10 @@ TEST(Kernels, EveryTypeHasKernelsOnEveryPath) {
     EXPECT_NE(k->fma_rows, nullptr) << isa_name(k->isa);
     EXPECT_NE(k->exp_ggml, nullptr) << isa_name(k->isa);
     EXPECT_NE(k->swiglu, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->fa_scores, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->f16_to_f32, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->f16_axpy, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->f16_scale, nullptr) << isa_name(k->isa);
   }
 }
 
@@ -206,6 +210,43 @@ TEST(Kernels, ExpAndSwigluAreBitIdenticalOnEveryPath) {
       k->swiglu(g.data(), up.data(), len);
       EXPECT_EQ(std::memcmp(g.data(), gw.data(), g.size() * sizeof(float)), 0)
           << isa_name(k->isa) << " swiglu, length " << len;
+    }
+  }
+}
+
+// The F16 flash-attention steps give the scalar path's bits on every path: scores of F16 values
+// (head sizes with and without a tail past 64), F16 accumulator updates and rescales.
+TEST(Kernels, FlashAttentionStepsAreBitIdenticalOnEveryPath) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const auto f16 = [&](float x) { return fp16_to_f32(f32_to_fp16(x)); };
+  for (int64_t hd : {16, 64, 80, 128, 200}) {
+    const int64_t rows = 37, stride = hd + 5;
+    std::vector<float> q(hd), k(rows * stride);
+    for (auto& v : q) v = f16(nd(rng));
+    for (auto& v : k) v = f16(nd(rng) * 3.0f);
+    std::vector<float> want(rows);
+    scalar().fa_scores(q.data(), k.data(), stride, rows, hd, want.data());
+    std::vector<uint16_t> acc_want(hd);
+    for (auto& a : acc_want) a = f32_to_fp16(nd(rng));
+    const std::vector<uint16_t> acc0 = acc_want;
+    scalar().f16_axpy(acc_want.data(), k.data(), 0.37f, hd);
+    scalar().f16_scale(acc_want.data(), 0.61f, hd);
+    for (const KernelTable* kt : simd_tables()) {
+      std::vector<float> got(rows);
+      kt->fa_scores(q.data(), k.data(), stride, rows, hd, got.data());
+      for (int64_t j = 0; j < rows; ++j) {
+        EXPECT_EQ(std::bit_cast<uint32_t>(got[j]), std::bit_cast<uint32_t>(want[j]))
+            << isa_name(kt->isa) << " hd " << hd << " row " << j;
+      }
+      std::vector<float> conv(hd), conv_want(hd);
+      scalar().f16_to_f32(acc0.data(), conv_want.data(), hd);
+      kt->f16_to_f32(acc0.data(), conv.data(), hd);
+      EXPECT_EQ(std::memcmp(conv.data(), conv_want.data(), hd * sizeof(float)), 0);
+      std::vector<uint16_t> acc = acc0;
+      kt->f16_axpy(acc.data(), k.data(), 0.37f, hd);
+      kt->f16_scale(acc.data(), 0.61f, hd);
+      EXPECT_EQ(acc, acc_want) << isa_name(kt->isa) << " hd " << hd;
     }
   }
 }
