@@ -104,6 +104,11 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
 //   w0[16], w1[16], w2[16], then 32 steps of 64 bytes: step s, row r, byte c (4 bytes per row) =
 //   q[8s + c] | q[8s + 4 + c] << 4, q = the row's 4-bit quants in element order.
 
+// Q3_K, per group of 16 rows and super-block (16 x 110 bytes), with u = q + 4 (0..7):
+//   d[16] (fp16); the 12 packed scale bytes of row r as three words w0[16], w1[16], w2[16]; then
+//   per 4 steps J (32 elements) three 64-byte words: row r, byte c holds in bits 2i, 2i + 1 the
+//   low 2 bits of u[32J + 8i + c] (A) / u[32J + 8i + 4 + c] (B), and in bit i / 4 + i their
+//   high bits (H).
 // Q5_K: the Q4_K layout (16 x 176 bytes per group and super-block), then 8 words of 64 bytes with
 //   the high bits: sub-block j, row r, byte c, bit i = hi(q[8(4j + i) + c]), bit 4 + i =
 //   hi(q[8(4j + i) + 4 + c]).
@@ -166,6 +171,38 @@ void pack_q45_k(const void* src, int64_t n_rows, int64_t nb, uint8_t* out) {
             }
             std::memcpy(o + 2304 + 64 * j + 4 * r, &word, 4);
           }
+        }
+      }
+    }
+  }
+}
+
+void pack_q3_k(const BlockQ3_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ3_K);
+      for (int r = 0; r < kPackRows; ++r) {
+        const BlockQ3_K& x = in[(g * kPackRows + r) * nb + b];
+        std::memcpy(o + 2 * r, &x.d, 2);
+        for (int wd = 0; wd < 3; ++wd) std::memcpy(o + 32 + 64 * wd + 4 * r, x.scales + 4 * wd, 4);
+        for (int big = 0; big < 8; ++big) {
+          uint32_t wa = 0, wb = 0, wh = 0;
+          for (int i = 0; i < 4; ++i) {
+            // Elements e = 8(4 big + i) + c: low 2 bits at qs[32 (e / 128) + e % 32] >> 2 ((e %
+            // 128) / 32), high bit at hmask[e % 32] >> (e / 32).
+            const int e = 8 * (4 * big + i);
+            const uint64_t lo2 = (load8(x.qs + 32 * (e / 128) + e % 32) >> (2 * ((e % 128) / 32))) &
+                                 0x0303030303030303ull;
+            const uint64_t hb = (load8(x.hmask + e % 32) >> (e / 32)) & 0x0101010101010101ull;
+            wa |= static_cast<uint32_t>(lo2) << (2 * i);
+            wb |= static_cast<uint32_t>(lo2 >> 32) << (2 * i);
+            wh |= static_cast<uint32_t>(hb) << i;
+            wh |= static_cast<uint32_t>(hb >> 32) << (4 + i);
+          }
+          uint8_t* q = o + 224 + 192 * big + 4 * r;
+          std::memcpy(q, &wa, 4);
+          std::memcpy(q + 64, &wb, 4);
+          std::memcpy(q + 128, &wh, 4);
         }
       }
     }
@@ -248,8 +285,8 @@ void pack_q4_0(const BlockQ4_0* in, int64_t n_rows, int64_t nb, uint8_t* out) {
 }  // namespace
 
 bool packable(GgmlType t) {
-  return t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K || t == GgmlType::Q8_0 ||
-         t == GgmlType::Q4_0;
+  return t == GgmlType::Q3_K || t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K ||
+         t == GgmlType::Q8_0 || t == GgmlType::Q4_0;
 }
 
 Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst) {
@@ -266,6 +303,9 @@ Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, vo
       break;
     case GgmlType::Q5_K:
       pack_q45_k<true>(src, n_rows, n_cols / kQKK, out);
+      break;
+    case GgmlType::Q3_K:
+      pack_q3_k(static_cast<const BlockQ3_K*>(src), n_rows, n_cols / kQKK, out);
       break;
     case GgmlType::Q6_K:
       pack_q6_k(static_cast<const BlockQ6_K*>(src), n_rows, n_cols / kQKK, out);
