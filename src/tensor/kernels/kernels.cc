@@ -104,6 +104,10 @@ std::optional<GgmlType> activation_type(GgmlType weight) {
 //   w0[16], w1[16], w2[16], then 32 steps of 64 bytes: step s, row r, byte c (4 bytes per row) =
 //   q[8s + c] | q[8s + 4 + c] << 4, q = the row's 4-bit quants in element order.
 
+// Q2_K, per group of 16 rows and super-block (16 x 84 bytes): d[16], dmin[16] (fp16); the
+//   scale/min bytes as sc[j][r] (sub-block j of 16, row r: 256 bytes); then per 4 steps J two
+//   64-byte words: row r, byte c holds in bits 2i, 2i + 1 q[32J + 8i + c] (A) / q[32J + 8i + 4 + c]
+//   (B).
 // Q3_K, per group of 16 rows and super-block (16 x 110 bytes), with u = q + 4 (0..7):
 //   d[16] (fp16); the 12 packed scale bytes of row r as three words w0[16], w1[16], w2[16]; then
 //   per 4 steps J (32 elements) three 64-byte words: row r, byte c holds in bits 2i, 2i + 1 the
@@ -171,6 +175,34 @@ void pack_q45_k(const void* src, int64_t n_rows, int64_t nb, uint8_t* out) {
             }
             std::memcpy(o + 2304 + 64 * j + 4 * r, &word, 4);
           }
+        }
+      }
+    }
+  }
+}
+
+void pack_q2_k(const BlockQ2_K* in, int64_t n_rows, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g < n_rows / kPackRows; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + (g * nb + b) * kPackRows * sizeof(BlockQ2_K);
+      for (int r = 0; r < kPackRows; ++r) {
+        const BlockQ2_K& x = in[(g * kPackRows + r) * nb + b];
+        std::memcpy(o + 2 * r, &x.d, 2);
+        std::memcpy(o + 32 + 2 * r, &x.dmin, 2);
+        for (int j = 0; j < 16; ++j) o[64 + 16 * j + r] = x.scales[j];
+        for (int big = 0; big < 8; ++big) {
+          uint32_t wa = 0, wb = 0;
+          for (int i = 0; i < 4; ++i) {
+            // Element e: qs[32 (e / 128) + e % 32] >> 2 ((e % 128) / 32).
+            const int e = 8 * (4 * big + i);
+            const uint64_t q2 = (load8(x.qs + 32 * (e / 128) + e % 32) >> (2 * ((e % 128) / 32))) &
+                                0x0303030303030303ull;
+            wa |= static_cast<uint32_t>(q2) << (2 * i);
+            wb |= static_cast<uint32_t>(q2 >> 32) << (2 * i);
+          }
+          uint8_t* q = o + 320 + 128 * big + 4 * r;
+          std::memcpy(q, &wa, 4);
+          std::memcpy(q + 64, &wb, 4);
         }
       }
     }
@@ -285,8 +317,8 @@ void pack_q4_0(const BlockQ4_0* in, int64_t n_rows, int64_t nb, uint8_t* out) {
 }  // namespace
 
 bool packable(GgmlType t) {
-  return t == GgmlType::Q3_K || t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K ||
-         t == GgmlType::Q8_0 || t == GgmlType::Q4_0;
+  return t == GgmlType::Q2_K || t == GgmlType::Q3_K || t == GgmlType::Q4_K || t == GgmlType::Q5_K ||
+         t == GgmlType::Q6_K || t == GgmlType::Q8_0 || t == GgmlType::Q4_0;
 }
 
 Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst) {
@@ -303,6 +335,9 @@ Status pack_rows(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, vo
       break;
     case GgmlType::Q5_K:
       pack_q45_k<true>(src, n_rows, n_cols / kQKK, out);
+      break;
+    case GgmlType::Q2_K:
+      pack_q2_k(static_cast<const BlockQ2_K*>(src), n_rows, n_cols / kQKK, out);
       break;
     case GgmlType::Q3_K:
       pack_q3_k(static_cast<const BlockQ3_K*>(src), n_rows, n_cols / kQKK, out);

@@ -125,7 +125,7 @@ Status quantize_rows(const KernelTable& k, GgmlType act, const float* x, size_t 
 // quants of its rows side by side, so a kernel computes kPackRows rows in the lanes of one
 // register. Same byte size as the plain rows (group g starts at g * kPackRows * row_bytes). The
 // results are bit-identical to the plain layout's (the same canonical order). Packable types: Q4_K,
-// Q3_K, Q5_K, Q6_K, Q8_0, Q4_0.
+// Q2_K, Q3_K, Q5_K, Q6_K, Q8_0, Q4_0.
 inline constexpr int64_t kPackRows = 16;
 bool packable(GgmlType t);
 // Packs n_rows (a multiple of kPackRows) rows of n_cols elements (row_bytes apart) into dst, which
