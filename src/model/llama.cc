@@ -199,40 +199,92 @@ struct Forward {
   // `kt_g` holds this KV head's cache tiles transposed to [tile][d][cell] (build_k_tiles), so that
   // the chains over d run across cells.
   static constexpr int64_t kTile = 64;
-  void attention_tiled(int64_t g, int64_t n_kv, const float* qf, float scale, const float* kt_g,
-                       float* p, float* acc, const float* vf, float* dst) const {
+  // One (token, head) row of the tiled kernel and its running state.
+  struct TiledRow {
+    const float* qf;    // the query (F32)
+    const float* kt_g;  // this KV head's transposed K tiles
+    const float* vf_g;  // this KV head's V rows (row floats apart)
+    int64_t n_kv;
+    float* p;    // kTile scores
+    float* acc;  // head_dim accumulators
+    float* dst;
+    float m_run = -INFINITY, s_run = 0.0f;
+  };
+  // Runs one or two rows in lockstep, tile by tile: the chains of two rows interleave
+  // (kt.fma_rows2), each row's operations are exactly those it has alone.
+  void attention_tiled(TiledRow* rows, int n_rows, float scale) const {
     const int64_t row = hp.n_embd_kv();
     const int64_t hd = hp.head_dim;
-    std::fill(acc, acc + hd, 0.0f);
-    float m_run = -INFINITY, s_run = 0.0f;
-    for (int64_t c0 = 0; c0 < n_kv; c0 += kTile) {
-      const int64_t valid = std::min(kTile, n_kv - c0);
-      std::fill(p, p + kTile, 0.0f);
-      kt.fma_rows(hd, valid, qf, kt_g + (c0 / kTile) * hd * kTile, kTile, p);
-      float tile_max = -INFINITY;
-      for (int64_t j = 0; j < kTile; ++j) {
-        p[j] = j < valid ? p[j] * scale : -INFINITY;  // masked cells are -inf
-        tile_max = std::max(tile_max, p[j]);
-      }
-      const float m_new = std::fmax(m_run, tile_max);
-      if (m_new > m_run) {
-        const float ms = std::exp(m_run - m_new);
-        for (int64_t d = 0; d < hd; ++d) acc[d] *= ms;
-        s_run *= ms;
-      }
-      m_run = m_new;
-      double sum = 0.0;
-      for (int64_t b = 0; b < kTile; b += 16) {
-        for (int64_t j = b; j < b + 16; ++j) p[j] -= m_new;
-        kt.exp_ggml(p + b, 16);
-        sum += static_cast<double>(reduce_add_16(p + b));
-      }
-      s_run = static_cast<float>(static_cast<double>(s_run) + sum);
-      // Masked cells have p = 0 and add nothing.
-      kt.fma_rows(valid, hd, p, vf + c0 * row + g * hd, static_cast<size_t>(row), acc);
+    int64_t max_kv = 0;
+    for (int r = 0; r < n_rows; ++r) {
+      std::fill(rows[r].acc, rows[r].acc + hd, 0.0f);
+      max_kv = std::max(max_kv, rows[r].n_kv);
     }
-    const float inv = s_run == 0.0f ? 0.0f : 1.0f / s_run;
-    for (int64_t d = 0; d < hd; ++d) dst[d] = acc[d] * inv;
+    for (int64_t c0 = 0; c0 < max_kv; c0 += kTile) {
+      int64_t valid[2] = {0, 0};
+      for (int r = 0; r < n_rows; ++r) {
+        valid[r] = std::clamp<int64_t>(rows[r].n_kv - c0, 0, kTile);
+        if (valid[r] > 0) std::fill(rows[r].p, rows[r].p + kTile, 0.0f);
+      }
+      const int64_t tile = (c0 / kTile) * hd * kTile;
+      const bool pair = n_rows == 2 && valid[0] == valid[1];
+      if (pair) {
+        kt.fma_rows2(hd, valid[0], rows[0].qf, rows[0].kt_g + tile, rows[0].p, rows[1].qf,
+                     rows[1].kt_g + tile, rows[1].p, kTile);
+      } else {
+        for (int r = 0; r < n_rows; ++r) {
+          if (valid[r] > 0) {
+            kt.fma_rows(hd, valid[r], rows[r].qf, rows[r].kt_g + tile, kTile, rows[r].p);
+          }
+        }
+      }
+      for (int r = 0; r < n_rows; ++r) {
+        if (valid[r] > 0) softmax_tile(rows[r], valid[r], scale);
+      }
+      // Masked cells have p = 0 and add nothing.
+      if (pair) {
+        kt.fma_rows2(valid[0], hd, rows[0].p, rows[0].vf_g + c0 * row, rows[0].acc, rows[1].p,
+                     rows[1].vf_g + c0 * row, rows[1].acc, static_cast<size_t>(row));
+      } else {
+        for (int r = 0; r < n_rows; ++r) {
+          if (valid[r] > 0) {
+            kt.fma_rows(valid[r], hd, rows[r].p, rows[r].vf_g + c0 * row, static_cast<size_t>(row),
+                        rows[r].acc);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < n_rows; ++r) {
+      const float inv = rows[r].s_run == 0.0f ? 0.0f : 1.0f / rows[r].s_run;
+      for (int64_t d = 0; d < hd; ++d) rows[r].dst[d] = rows[r].acc[d] * inv;
+    }
+  }
+
+  // One tile's scores of a row: scaled and masked, the running max and sum rescaled by expf when
+  // the tile max is larger, the exponentials from kt.exp_ggml with their sum taken per 16 lanes
+  // and added in double.
+  void softmax_tile(TiledRow& r, int64_t valid, float scale) const {
+    const int64_t hd = hp.head_dim;
+    float* p = r.p;
+    float tile_max = -INFINITY;
+    for (int64_t j = 0; j < kTile; ++j) {
+      p[j] = j < valid ? p[j] * scale : -INFINITY;  // masked cells are -inf
+      tile_max = std::max(tile_max, p[j]);
+    }
+    const float m_new = std::fmax(r.m_run, tile_max);
+    if (m_new > r.m_run) {
+      const float ms = std::exp(r.m_run - m_new);
+      for (int64_t d = 0; d < hd; ++d) r.acc[d] *= ms;
+      r.s_run *= ms;
+    }
+    r.m_run = m_new;
+    double sum = 0.0;
+    for (int64_t b = 0; b < kTile; b += 16) {
+      for (int64_t j = b; j < b + 16; ++j) p[j] -= m_new;
+      kt.exp_ggml(p + b, 16);
+      sum += static_cast<double>(reduce_add_16(p + b));
+    }
+    r.s_run = static_cast<float>(static_cast<double>(r.s_run) + sum);
   }
 
   // Causal attention of every (token, head) over its own sequence's cache.
@@ -308,11 +360,43 @@ struct Forward {
         }
       });
     }
+    // A (token, head) row of a tiled sequence, ready for attention_tiled.
+    const auto tiled_row = [&](int64_t u, float* p, float* acc) {
+      const int64_t t = u / n_head, h = u % n_head, g = h / group;
+      const size_t si = static_cast<size_t>(tok_seq[static_cast<size_t>(t)]);
+      const SequenceStep& step = steps[si];
+      const int64_t n_tiles =
+          (step.cache->size() + static_cast<int64_t>(step.tokens.size()) + kTile - 1) / kTile;
+      TiledRow r;
+      r.qf = q + (t * n_head + h) * hd;
+      r.kt_g = ws.k_tiles_.data() + kt_at[si] + g * n_tiles * hd * kTile;
+      r.vf_g = ws.kv_f32_.data() + f32_at[si] + total + g * hd;
+      r.n_kv = tok_pos[static_cast<size_t>(t)] + 1;
+      r.p = p;
+      r.acc = acc;
+      r.dst = out + (t * n_head + h) * hd;
+      return r;
+    };
+    const auto is_tiled = [&](int64_t u) {
+      return tiled(steps[static_cast<size_t>(tok_seq[static_cast<size_t>(u / n_head)])]);
+    };
     parallel(n_tok * n_head, 1, [&](int64_t u0, int64_t u1) {
       std::vector<float> scores, qh(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
+      std::vector<float> acc_b(static_cast<size_t>(hd));
       std::vector<tensor::Fp16> acc16(static_cast<size_t>(hd));
-      std::vector<float> p_tile(kTile);
+      std::vector<float> p_tile(kTile), p_tile_b(kTile);
       for (int64_t u = u0; u < u1; ++u) {
+        if (is_tiled(u)) {  // two rows at a time where possible
+          TiledRow rows[2] = {tiled_row(u, p_tile.data(), acc.data()), {}};
+          int n = 1;
+          if (u + 1 < u1 && is_tiled(u + 1)) {
+            rows[1] = tiled_row(u + 1, p_tile_b.data(), acc_b.data());
+            n = 2;
+            ++u;
+          }
+          attention_tiled(rows, n, scale);
+          continue;
+        }
         const int64_t t = u / n_head, h = u % n_head, g = h / group;
         const SequenceStep& step = steps[static_cast<size_t>(tok_seq[static_cast<size_t>(t)])];
         KvCache& c = *step.cache;
@@ -322,13 +406,6 @@ struct Forward {
         const size_t si = static_cast<size_t>(tok_seq[static_cast<size_t>(t)]);
         const float* kf = ws.kv_f32_.data() + f32_at[si];
         const float* vf = kf + total;
-        if (tiled(step)) {
-          const int64_t n_tiles =
-              (c.size() + static_cast<int64_t>(step.tokens.size()) + kTile - 1) / kTile;
-          const float* kt_g = ws.k_tiles_.data() + kt_at[si] + g * n_tiles * hd * kTile;
-          attention_tiled(g, n_kv, qsrc, scale, kt_g, p_tile.data(), acc.data(), vf, dst);
-          continue;
-        }
         if (c.type() == KvType::F16) {
           for (int64_t d = 0; d < hd; ++d) {
             qh[static_cast<size_t>(d)] = tensor::fp16_to_f32(tensor::f32_to_fp16(qsrc[d]));

@@ -63,6 +63,10 @@ using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 // of llama.cpp's float kernels (attention scores and value sums) are this operation.
 using FmaRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx,
                            float* y);
+// fma_rows for two independent problems of one shape, interleaved (twice the independent chains;
+// each result is fma_rows' own).
+using FmaRows2Fn = void (*)(int64_t n_k, int64_t n, const float* a0, const float* x0, float* y0,
+                            const float* a1, const float* x1, float* y1, size_t ldx);
 
 // x[i] = exp(x[i]) for i < n, computed as llama.cpp's AVX-512 build does (ggml_v_expf: a
 // degree-5 polynomial after a Cody-Waite reduction, scaled by 2^n; ~1.5 ulp), bit for bit on every
@@ -95,6 +99,7 @@ struct KernelTable {
   QuantizeRowFn quantize[kMaxTypeId] = {};  // by activation type (F32, F16, BF16, Q8_0/1, Q8_K)
   MatmulFn matmul_packed[kMaxTypeId] = {};  // by weight type; rows packed by pack_rows()
   FmaRowsFn fma_rows = nullptr;
+  FmaRows2Fn fma_rows2 = nullptr;
   ExpFn exp_ggml = nullptr;
   SwigluFn swiglu = nullptr;
   FaScoresFn fa_scores = nullptr;

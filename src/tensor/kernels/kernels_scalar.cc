@@ -255,6 +255,12 @@ void fma_rows(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx
   }
 }
 
+void fma_rows2(int64_t n_k, int64_t n, const float* a0, const float* x0, float* y0, const float* a1,
+               const float* x1, float* y1, size_t ldx) {
+  fma_rows(n_k, n, a0, x0, ldx, y0);
+  fma_rows(n_k, n, a1, x1, ldx, y1);
+}
+
 // One lane of ggml_v_expf (AVX-512), step by step; std::fma is the hardware instruction's exact
 // rounding.
 float exp_ggml_one(float x) {
@@ -363,6 +369,7 @@ KernelTable make_table() {
   k.quantize[id(GgmlType::Q8_1)] = quantize_q8_1;
   k.quantize[id(GgmlType::Q8_K)] = quantize_q8_k;
   k.fma_rows = fma_rows;
+  k.fma_rows2 = fma_rows2;
   k.exp_ggml = exp_ggml;
   k.swiglu = swiglu;
   k.fa_scores = fa_scores;

@@ -272,6 +272,16 @@ TEST(Kernels, FmaRowsIsExactOnEveryPath) {
         }
       }
       for (const KernelTable* k : tables) {
+        // The paired form gives each problem fma_rows' own result.
+        std::vector<float> p0 = y0, p1 = y0;
+        std::vector<float> a1(a.rbegin(), a.rend());
+        std::vector<float> want1 = y0;
+        k->fma_rows(n_k, n, a1.data(), x.data(), ldx, want1.data());
+        k->fma_rows2(n_k, n, a.data(), x.data(), p0.data(), a1.data(), x.data(), p1.data(), ldx);
+        for (int64_t i = 0; i < n; ++i) {
+          EXPECT_EQ(std::bit_cast<uint32_t>(p0[i]), std::bit_cast<uint32_t>(want[i]));
+          EXPECT_EQ(std::bit_cast<uint32_t>(p1[i]), std::bit_cast<uint32_t>(want1[i]));
+        }
         std::vector<float> y = y0;
         k->fma_rows(n_k, n, a.data(), x.data(), ldx, y.data());
         for (int64_t i = 0; i < n; ++i) {
