@@ -287,6 +287,17 @@ struct Forward {
     r.s_run = static_cast<float>(static_cast<double>(r.s_run) + sum);
   }
 
+  // Whether a sequence's step takes llama.cpp's tiled flash-attention kernel.
+  bool tiled(const SequenceStep& s) const {
+    return s.cache->type() == KvType::F16 && s.tokens.size() >= 64 && hp.head_dim % 16 == 0;
+  }
+  // Whether its attention reads K from transposed tiles: the tiled kernel, and F32 caches for
+  // steps of several tokens (the transposition pays off over the queries; single tokens read the
+  // rows). Both give the same bits.
+  bool k_tiled(const SequenceStep& s) const {
+    return tiled(s) || (s.cache->type() == KvType::F32 && s.tokens.size() >= 8);
+  }
+
   // Causal attention of every (token, head) over its own sequence's cache.
   //
   // F16 cache: computed the way llama.cpp's CPU flash attention does (its default), so logits
@@ -297,12 +308,7 @@ struct Forward {
   // llama.cpp's tiled kernel (attention_tiled; decided per sequence, as if it ran alone in
   // llama.cpp, so that batching never changes results; llama.cpp cuts prompts into ubatches of 512,
   // we do not). Not emulated: for one query over >= 512 cache cells llama.cpp splits the cells
-  // across its threads and merges partial results; there logits agree only approximately. Whether a
-  // sequence's step takes llama.cpp's tiled flash-attention kernel.
-  bool tiled(const SequenceStep& s) const {
-    return s.cache->type() == KvType::F16 && s.tokens.size() >= 64 && hp.head_dim % 16 == 0;
-  }
-
+  // across its threads and merges partial results; there logits agree only approximately.
   void attention(int64_t il, const float* q, float* out) {
     const int64_t hd = hp.head_dim, n_head = hp.n_head, row = hp.n_embd_kv();
     const int64_t group = hp.n_head / hp.n_head_kv;
@@ -336,17 +342,20 @@ struct Forward {
     std::vector<size_t> kt_at(steps.size(), 0);
     size_t kt_total = 0;
     for (size_t s = 0; s < steps.size(); ++s) {
-      if (!tiled(steps[s])) continue;
+      if (!k_tiled(steps[s])) continue;
       kt_at[s] = kt_total;
       const int64_t n = steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size());
       kt_total += static_cast<size_t>(n_head_kv * ((n + kTile - 1) / kTile) * hd * kTile);
     }
     ws.k_tiles_.resize(kt_total);
     for (size_t s = 0; s < steps.size(); ++s) {
-      if (!tiled(steps[s])) continue;
+      if (!k_tiled(steps[s])) continue;
       const int64_t n = steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size());
       const int64_t n_tiles = (n + kTile - 1) / kTile;
-      const float* kf = ws.kv_f32_.data() + f32_at[s];
+      // K rows as f32: converted from an F16 cache above, or the F32 cache itself.
+      const float* kf = steps[s].cache->type() == KvType::F32
+                            ? reinterpret_cast<const float*>(steps[s].cache->k_at(il, 0))
+                            : ws.kv_f32_.data() + f32_at[s];
       float* kt_s = ws.k_tiles_.data() + kt_at[s];
       parallel(n_head_kv * n_tiles, 1, [&](int64_t u0, int64_t u1) {
         for (int64_t u = u0; u < u1; ++u) {
@@ -436,15 +445,27 @@ struct Forward {
           }
           continue;
         }
+        // Scores s = sum q[d] * k[d] in order of d (multiply, then add), then scaled: from the
+        // transposed K tiles, or gathered from the rows.
         scores.resize(static_cast<size_t>(n_kv));
+        if (k_tiled(step)) {
+          const int64_t n_tiles =
+              (c.size() + static_cast<int64_t>(step.tokens.size()) + kTile - 1) / kTile;
+          const float* kt_g = ws.k_tiles_.data() + kt_at[si] + g * n_tiles * hd * kTile;
+          for (int64_t c0 = 0; c0 < n_kv; c0 += kTile) {
+            const int64_t valid = std::min(kTile, n_kv - c0);
+            float* sc = scores.data() + c0;
+            std::fill(sc, sc + valid, 0.0f);
+            kt.mul_add_rows(hd, valid, qsrc, kt_g + (c0 / kTile) * hd * kTile, kTile, sc);
+          }
+        } else {
+          kt.dot_rows(qsrc, reinterpret_cast<const float*>(c.k_at(il, 0)) + g * hd,
+                      static_cast<size_t>(row), n_kv, hd, scores.data());
+        }
         float max_s = -INFINITY;
         for (int64_t j = 0; j < n_kv; ++j) {
-          const auto* kr = reinterpret_cast<const float*>(c.k_at(il, j)) + g * hd;
-          float s = 0.0f;
-          for (int64_t d = 0; d < hd; ++d) s += qsrc[d] * kr[d];
-          s *= scale;
-          scores[static_cast<size_t>(j)] = s;
-          max_s = std::max(max_s, s);
+          scores[static_cast<size_t>(j)] *= scale;
+          max_s = std::max(max_s, scores[static_cast<size_t>(j)]);
         }
         double sum = 0.0;
         for (int64_t j = 0; j < n_kv; ++j) {
@@ -453,12 +474,12 @@ struct Forward {
           sum += e;
         }
         const float inv = static_cast<float>(1.0 / sum);
+        for (int64_t j = 0; j < n_kv; ++j) scores[static_cast<size_t>(j)] *= inv;
+        // acc[d] += p_j * v_j[d] in order of j (multiply, then add).
         std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t j = 0; j < n_kv; ++j) {
-          const float p = scores[static_cast<size_t>(j)] * inv;
-          const auto* vr = reinterpret_cast<const float*>(c.v_at(il, j)) + g * hd;
-          for (int64_t d = 0; d < hd; ++d) acc[static_cast<size_t>(d)] += p * vr[d];
-        }
+        kt.mul_add_rows(n_kv, hd, scores.data(),
+                        reinterpret_cast<const float*>(c.v_at(il, 0)) + g * hd,
+                        static_cast<size_t>(row), acc.data());
         std::copy(acc.begin(), acc.end(), dst);
       }
     });

@@ -63,6 +63,14 @@ using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 // of llama.cpp's float kernels (attention scores and value sums) are this operation.
 using FmaRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx,
                            float* y);
+// y[i] = y[i] + a[k] * x[k * ldx + i] for k in order: a multiply and an add, each rounded (the
+// unfused chains of llama.cpp's non-flash attention as realm emulates it).
+using MulAddRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx,
+                              float* y);
+// out[j] = sum over d < n of q[d] * k[j * k_stride + d], multiply then add, in order of d (the
+// same unfused chain per row as mul_add_rows, reading rows instead of transposed tiles).
+using DotRowsFn = void (*)(const float* q, const float* k, size_t k_stride, int64_t n_rows,
+                           int64_t n, float* out);
 // fma_rows for two independent problems of one shape, interleaved (twice the independent chains;
 // each result is fma_rows' own).
 using FmaRows2Fn = void (*)(int64_t n_k, int64_t n, const float* a0, const float* x0, float* y0,
@@ -100,6 +108,8 @@ struct KernelTable {
   MatmulFn matmul_packed[kMaxTypeId] = {};  // by weight type; rows packed by pack_rows()
   FmaRowsFn fma_rows = nullptr;
   FmaRows2Fn fma_rows2 = nullptr;
+  MulAddRowsFn mul_add_rows = nullptr;
+  DotRowsFn dot_rows = nullptr;
   ExpFn exp_ggml = nullptr;
   SwigluFn swiglu = nullptr;
   FaScoresFn fa_scores = nullptr;

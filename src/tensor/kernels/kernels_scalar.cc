@@ -255,6 +255,23 @@ void fma_rows(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx
   }
 }
 
+void mul_add_rows(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx, float* y) {
+  for (int64_t k = 0; k < n_k; ++k) {
+    const float* xr = x + k * static_cast<int64_t>(ldx);
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] + a[k] * xr[i];  // -ffp-contract=off: unfused
+  }
+}
+
+void dot_rows(const float* q, const float* k, size_t k_stride, int64_t n_rows, int64_t n,
+              float* out) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const float* kr = k + j * static_cast<int64_t>(k_stride);
+    float s = 0.0f;
+    for (int64_t d = 0; d < n; ++d) s = s + q[d] * kr[d];
+    out[j] = s;
+  }
+}
+
 void fma_rows2(int64_t n_k, int64_t n, const float* a0, const float* x0, float* y0, const float* a1,
                const float* x1, float* y1, size_t ldx) {
   fma_rows(n_k, n, a0, x0, ldx, y0);
@@ -370,6 +387,8 @@ KernelTable make_table() {
   k.quantize[id(GgmlType::Q8_K)] = quantize_q8_k;
   k.fma_rows = fma_rows;
   k.fma_rows2 = fma_rows2;
+  k.mul_add_rows = mul_add_rows;
+  k.dot_rows = dot_rows;
   k.exp_ggml = exp_ggml;
   k.swiglu = swiglu;
   k.fa_scores = fa_scores;

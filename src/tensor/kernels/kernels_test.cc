@@ -158,6 +158,8 @@ TEST(Kernels, EveryTypeHasKernelsOnEveryPath) {
       EXPECT_NE(k->quantize[static_cast<int>(*activation_type(t))], nullptr);
     }
     EXPECT_NE(k->fma_rows, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->mul_add_rows, nullptr) << isa_name(k->isa);
+    EXPECT_NE(k->dot_rows, nullptr) << isa_name(k->isa);
     EXPECT_NE(k->exp_ggml, nullptr) << isa_name(k->isa);
     EXPECT_NE(k->swiglu, nullptr) << isa_name(k->isa);
     EXPECT_NE(k->fa_scores, nullptr) << isa_name(k->isa);
@@ -281,6 +283,35 @@ TEST(Kernels, FmaRowsIsExactOnEveryPath) {
         for (int64_t i = 0; i < n; ++i) {
           EXPECT_EQ(std::bit_cast<uint32_t>(p0[i]), std::bit_cast<uint32_t>(want[i]));
           EXPECT_EQ(std::bit_cast<uint32_t>(p1[i]), std::bit_cast<uint32_t>(want1[i]));
+        }
+        // dot_rows: the same unfused chain, reading rows (here: the columns of x as rows of its
+        // transpose).
+        if (n > 0) {
+          std::vector<float> xt(static_cast<size_t>(n) * static_cast<size_t>(n_k));
+          for (int64_t kk = 0; kk < n_k; ++kk) {
+            for (int64_t i = 0; i < n; ++i) xt[i * n_k + kk] = x[kk * ldx + i];
+          }
+          std::vector<float> dr(n), dr_want(n), via_tiles(n, 0.0f);
+          scalar().dot_rows(a.data(), xt.data(), n_k, n, n_k, dr_want.data());
+          k->dot_rows(a.data(), xt.data(), n_k, n, n_k, dr.data());
+          scalar().mul_add_rows(n_k, n, a.data(), x.data(), ldx, via_tiles.data());
+          for (int64_t i = 0; i < n; ++i) {
+            EXPECT_EQ(std::bit_cast<uint32_t>(dr[i]), std::bit_cast<uint32_t>(dr_want[i]));
+            EXPECT_EQ(std::bit_cast<uint32_t>(dr_want[i]), std::bit_cast<uint32_t>(via_tiles[i]));
+          }
+        }
+        // mul_add_rows: the unfused chain.
+        std::vector<float> m = y0, m_want = y0;
+        scalar().mul_add_rows(n_k, n, a.data(), x.data(), ldx, m_want.data());
+        k->mul_add_rows(n_k, n, a.data(), x.data(), ldx, m.data());
+        for (int64_t i = 0; i < n; ++i) {
+          volatile float unfused = y0[i];
+          for (int64_t kk = 0; kk < n_k; ++kk) {
+            const float prod = a[kk] * x[kk * ldx + i];
+            unfused = unfused + prod;
+          }
+          EXPECT_EQ(std::bit_cast<uint32_t>(m[i]), std::bit_cast<uint32_t>(m_want[i]));
+          EXPECT_EQ(std::bit_cast<uint32_t>(m_want[i]), std::bit_cast<uint32_t>(float{unfused}));
         }
         std::vector<float> y = y0;
         k->fma_rows(n_k, n, a.data(), x.data(), ldx, y.data());
