@@ -136,28 +136,39 @@ struct Forward {
     }
   }
 
-  // Rotates each head of `x` (rows of n_heads * head_dim) by its token's position.
-  void rope(float* x, int64_t n_heads) {
-    const int64_t hd = hp.head_dim, n_rot = hp.n_rot;
+  // cos and sin of every token's rotation angles, computed once per forward pass (the same for
+  // every layer and for q and k): rope_cs[t * n_rot + 2i] = cos, + 1 = sin.
+  std::vector<float> rope_cs;
+  void rope_tables() {
+    const int64_t n_rot = hp.n_rot;
     const float theta_scale = std::pow(hp.rope_freq_base, -2.0f / static_cast<float>(n_rot));
-    std::vector<float> cos_c(static_cast<size_t>(n_rot / 2)), sin_c(cos_c.size());
+    rope_cs.resize(static_cast<size_t>(n_tok * n_rot));
     for (int64_t t = 0; t < n_tok; ++t) {
       // ggml builds the angles by repeated multiplication in float; do the same.
       float theta = static_cast<float>(tok_pos[static_cast<size_t>(t)]);
+      float* cs = rope_cs.data() + t * n_rot;
       for (int64_t i = 0; i < n_rot / 2; ++i) {
         const float ff = m.rope_freqs_.empty() ? 1.0f : m.rope_freqs_[static_cast<size_t>(i)];
         const float angle = hp.rope_freq_scale * (theta / ff);
         // ggml's rope_yarn: cos and sin times mscale (rope.scaling.attn_factor; 1 is exact).
-        cos_c[static_cast<size_t>(i)] = std::cos(angle) * hp.rope_attn_factor;
-        sin_c[static_cast<size_t>(i)] = std::sin(angle) * hp.rope_attn_factor;
+        cs[2 * i] = std::cos(angle) * hp.rope_attn_factor;
+        cs[2 * i + 1] = std::sin(angle) * hp.rope_attn_factor;
         theta *= theta_scale;
       }
+    }
+  }
+
+  // Rotates each head of `x` (rows of n_heads * head_dim) by its token's position.
+  void rope(float* x, int64_t n_heads) {
+    const int64_t hd = hp.head_dim, n_rot = hp.n_rot;
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const float* cs = rope_cs.data() + t * n_rot;
       for (int64_t h = 0; h < n_heads; ++h) {
         float* v = x + (t * n_heads + h) * hd;
         for (int64_t i = 0; i < n_rot / 2; ++i) {
           const int64_t a = hp.rope_type == RopeType::NORM ? 2 * i : i;
           const int64_t b = hp.rope_type == RopeType::NORM ? 2 * i + 1 : i + n_rot / 2;
-          const float c = cos_c[static_cast<size_t>(i)], s = sin_c[static_cast<size_t>(i)];
+          const float c = cs[2 * i], s = cs[2 * i + 1];
           const float x0 = v[a], x1 = v[b];
           // ggml's rotate_pairs is compiled with GCC's default -ffp-contract=fast, which fuses the
           // first product of each expression: x0*c - x1*s -> fma(x0, c, -(x1*s)), likewise below.
@@ -512,6 +523,7 @@ struct Forward {
 
     float* x = ws.x_.data();
     float* xn = ws.xn_.data();
+    rope_tables();
     for (int64_t il = 0; il < hp.n_layer; ++il) {
       const Model::Layer& l = m.layers_[static_cast<size_t>(il)];
       rms_norm(x, l.attn_norm, xn, n_tok);
