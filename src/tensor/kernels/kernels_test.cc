@@ -12,6 +12,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/blocks.h"
@@ -91,11 +92,12 @@ struct Problem {
   int64_t n_rows, n_cols, n_tok;
   size_t w_stride, a_stride;
   std::vector<uint8_t> w, a;
+  bool packed = false;  // w holds pack_rows() output
 };
 
 Problem make_problem(GgmlType w_type, int64_t n_rows, int64_t n_cols, int64_t n_tok,
                      uint32_t seed) {
-  Problem p{w_type, *activation_type(w_type), n_rows, n_cols, n_tok, 0, 0, {}, {}};
+  Problem p{w_type, *activation_type(w_type), n_rows, n_cols, n_tok, 0, 0, {}, {}, false};
   p.w_stride = bytes_of(w_type, n_cols);
   p.a_stride = bytes_of(p.a_type, n_cols);
   const auto wf = random_floats(n_rows * n_cols, seed, 0.05f);
@@ -116,6 +118,7 @@ std::vector<float> run_matmul(const KernelTable& k, const Problem& p, int64_t r0
   std::vector<float> out(nt * p.n_rows, NAN);
   MatmulArgs m;
   m.w_type = p.w_type;
+  m.packed = p.packed;
   m.w = p.w.data();
   m.w_stride = p.w_stride;
   m.n_cols = p.n_cols;
@@ -432,6 +435,7 @@ TEST(Kernels, PackedMatmulIsBitIdenticalToPlain) {
       ASSERT_TRUE(pack_rows(t, p.w.data(), p.n_rows, n, packed.data()).ok());
       Problem q = p;
       q.w = packed;
+      q.packed = true;
       const auto want = run_matmul(scalar(), p, 0, p.n_rows, 0, p.n_tok);
       for (const KernelTable* k : tables) {
         if (k->matmul_packed[static_cast<int>(t)] == nullptr) continue;
@@ -439,46 +443,20 @@ TEST(Kernels, PackedMatmulIsBitIdenticalToPlain) {
         for (int64_t t0 = 0; t0 < p.n_tok; t0 += 3) {
           for (int64_t nt : {int64_t{1}, int64_t{2}, int64_t{4}, int64_t{5}, p.n_tok - t0}) {
             if (t0 + nt > p.n_tok) continue;
-            std::vector<float> got(nt * p.n_rows, NAN);
-            for (int64_t r0 : {int64_t{0}, kPackRows, 2 * kPackRows}) {
-              MatmulArgs m;
-              m.w_type = t;
-              m.packed = true;
-              m.w = q.w.data();
-              m.w_stride = q.w_stride;
-              m.n_cols = n;
-              m.a = q.a.data() + t0 * q.a_stride;
-              m.a_stride = q.a_stride;
-              m.n_tok = nt;
-              m.out = got.data();
-              m.out_stride = p.n_rows;
-              m.r0 = r0;
-              m.r1 = r0 + kPackRows;
-              ASSERT_TRUE(matmul(*k, m).ok());
-            }
-            if (t0 == 0) {  // one call over all three groups
-              std::vector<float> all(nt * p.n_rows, NAN);
-              MatmulArgs m;
-              m.w_type = t;
-              m.packed = true;
-              m.w = q.w.data();
-              m.w_stride = q.w_stride;
-              m.n_cols = n;
-              m.a = q.a.data();
-              m.a_stride = q.a_stride;
-              m.n_tok = nt;
-              m.out = all.data();
-              m.out_stride = p.n_rows;
-              m.r0 = 0;
-              m.r1 = p.n_rows;
-              ASSERT_TRUE(matmul(*k, m).ok());
-              EXPECT_EQ(std::memcmp(all.data(), got.data(), all.size() * sizeof(float)), 0);
-            }
-            for (size_t i = 0; i < got.size(); ++i) {
-              const float e = want[t0 * p.n_rows + i];
-              ASSERT_EQ(std::memcmp(&got[i], &e, sizeof e), 0)
-                  << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n << " tokens " << t0
-                  << "+" << nt << " output " << i << ": " << got[i] << " vs " << e;
+            // Each group alone, and (from token 0) one call over all three groups.
+            std::vector<std::pair<int64_t, int64_t>> ranges = {
+                {0, kPackRows}, {kPackRows, 2 * kPackRows}, {2 * kPackRows, 3 * kPackRows}};
+            if (t0 == 0) ranges.emplace_back(0, p.n_rows);
+            for (const auto& [r0, r1] : ranges) {
+              const auto got = run_matmul(*k, q, r0, r1, t0, nt);
+              for (int64_t j = 0; j < nt; ++j) {
+                for (int64_t r = r0; r < r1; ++r) {
+                  const float g = got[j * p.n_rows + r], e = want[(t0 + j) * p.n_rows + r];
+                  ASSERT_EQ(std::memcmp(&g, &e, sizeof e), 0)
+                      << isa_name(k->isa) << " " << gguf::type_name(t) << " n " << n << " tokens "
+                      << t0 << "+" << nt << " row " << r << ": " << g << " vs " << e;
+                }
+              }
             }
           }
         }
