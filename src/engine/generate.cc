@@ -68,9 +68,12 @@ Expected<GenerateResult> generate(Engine& engine, const tok::Tokenizer& tokenize
     if (id < 0) return make_error("sampling produced no token");
     TokenEvent ev;
     ev.id = id;
-    ev.logprob = sampling::token_logprob(logits, id);
-    if (params.n_logprobs > 0) {
-      ev.top = sampling::top_logprobs(logits, static_cast<size_t>(params.n_logprobs));
+    if (params.logprobs || params.n_logprobs > 0) {  // one log-sum-exp pass, only when asked
+      const double lse = sampling::log_sum_exp(logits);
+      ev.logprob = sampling::token_logprob(logits, id, lse);
+      if (params.n_logprobs > 0) {
+        ev.top = sampling::top_logprobs(logits, static_cast<size_t>(params.n_logprobs), lse);
+      }
     }
     const bool eog = tokenizer.vocab().is_eog(id) && !params.ignore_eos;
     r.ids.push_back(id);

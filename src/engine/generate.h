@@ -21,6 +21,7 @@ struct GenerateParams {
   int32_t max_tokens = 128;
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool ignore_eos = false;
+  bool logprobs = false;   // the sampled token's log-probability in each TokenEvent
   int32_t n_logprobs = 0;  // top logprobs per generated token
   int64_t n_ctx = 0;       // session context; 0: prompt + max_tokens
   model::KvType kv_type = model::KvType::F16;
@@ -32,8 +33,8 @@ std::string_view finish_reason_name(FinishReason r);
 
 struct TokenEvent {
   int32_t id;
-  std::string text;  // the text this token released (may be empty: partial UTF-8, held stop)
-  float logprob;
+  std::string text;      // the text this token released (may be empty: partial UTF-8, held stop)
+  float logprob = 0.0f;  // set when logprobs or n_logprobs > 0
   std::vector<sampling::TokenLogprob> top;  // n_logprobs entries
 };
 

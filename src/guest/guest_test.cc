@@ -115,6 +115,7 @@ engine::GenerateParams params_of(const Json& req) {
   p.sampling.seed = req.value("seed", uint64_t{42});
   p.stop = req.value("stop", std::vector<std::string>{});
   p.ignore_eos = req.value("ignore_eos", false);
+  p.logprobs = req.value("logprobs", false);
   p.n_logprobs = req.value("top_logprobs", 0);
   p.n_ctx = req.value("n_ctx", int64_t{0});
   return p;
