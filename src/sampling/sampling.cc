@@ -138,23 +138,10 @@ class Penalties : public Sampler {
   explicit Penalties(const SamplerParams& p) : p_(p) {}
   const char* name() const override { return "penalties"; }
   void apply(Candidates& c, const History& h) override {
-    if (p_.repeat_penalty == 1.0f && p_.frequency_penalty == 0.0f && p_.presence_penalty == 0.0f) {
-      return;
-    }
-    size_t n = h.tokens.size();
-    if (p_.penalty_last_n >= 0) n = std::min(n, static_cast<size_t>(p_.penalty_last_n));
-    counts_.clear();
-    for (size_t i = h.tokens.size() - n; i < h.tokens.size(); ++i) counts_[h.tokens[i]]++;
-    if (counts_.empty()) return;
+    if (!active() || !count_window(h)) return;
     for (auto& t : c.data()) {
       auto it = counts_.find(t.id);
-      if (it == counts_.end()) continue;
-      if (t.logit <= 0) {
-        t.logit *= p_.repeat_penalty;
-      } else {
-        t.logit /= p_.repeat_penalty;
-      }
-      t.logit -= static_cast<float>(it->second) * p_.frequency_penalty + p_.presence_penalty;
+      if (it != counts_.end()) penalize(t.logit, it->second);
     }
     c.invalidate_order();  // logits changed
   }
@@ -164,24 +151,32 @@ class Penalties : public Sampler {
   }
   // The same penalties applied to a full row of logits indexed by token id.
   void apply_to_row(std::vector<float>& row, const History& h) {
-    if (!active()) return;
-    size_t n = h.tokens.size();
-    if (p_.penalty_last_n >= 0) n = std::min(n, static_cast<size_t>(p_.penalty_last_n));
-    counts_.clear();
-    for (size_t i = h.tokens.size() - n; i < h.tokens.size(); ++i) counts_[h.tokens[i]]++;
+    if (!active() || !count_window(h)) return;
     for (const auto& [id, count] : counts_) {
-      if (id < 0 || static_cast<size_t>(id) >= row.size()) continue;
-      float& l = row[static_cast<size_t>(id)];
-      if (l <= 0) {
-        l *= p_.repeat_penalty;
-      } else {
-        l /= p_.repeat_penalty;
+      if (id >= 0 && static_cast<size_t>(id) < row.size()) {
+        penalize(row[static_cast<size_t>(id)], count);
       }
-      l -= static_cast<float>(count) * p_.frequency_penalty + p_.presence_penalty;
     }
   }
 
  private:
+  // Counts the tokens of the penalty window into counts_; false when it is empty.
+  bool count_window(const History& h) {
+    size_t n = h.tokens.size();
+    if (p_.penalty_last_n >= 0) n = std::min(n, static_cast<size_t>(p_.penalty_last_n));
+    counts_.clear();
+    for (size_t i = h.tokens.size() - n; i < h.tokens.size(); ++i) counts_[h.tokens[i]]++;
+    return !counts_.empty();
+  }
+  void penalize(float& l, int count) const {
+    if (l <= 0) {
+      l *= p_.repeat_penalty;
+    } else {
+      l /= p_.repeat_penalty;
+    }
+    l -= static_cast<float>(count) * p_.frequency_penalty + p_.presence_penalty;
+  }
+
   SamplerParams p_;
   std::unordered_map<int32_t, int> counts_;
 };
@@ -294,7 +289,8 @@ int32_t SamplerChain::sample(std::span<const float> logits, const History& histo
     cand_.reset_top_k(row, static_cast<size_t>(params_.top_k));  // penalties applied: skip them
     first = 1;
   } else {
-    cand_.reset(logits);
+    cand_.reset(row);  // with the built-in chain, penalties are already in row
+    first = builtin ? 1 : 0;
   }
   for (size_t i = first; i < samplers_.size(); ++i) samplers_[i]->apply(cand_, history);
   if (cand_.data().empty()) return -1;

@@ -41,6 +41,7 @@ TEST(Sampling, FastPathsMatchTheGeneralPath) {
       {0.8f, 40, 0.95f, 0.05f, 1.0f, 0.0f, 0.0f},  {0.8f, 40, 0.95f, 0.05f, 1.1f, 0.0f, 0.0f},
       {1.5f, 5, 1.0f, 0.0f, 1.0f, 0.5f, 0.5f},     {0.7f, 1, 0.9f, 0.1f, 1.0f, 0.0f, 0.0f},
       {1.0f, 1000, 0.99f, 0.0f, 1.2f, 0.0f, 0.0f}, {1.0f, 0, 0.9f, 0.05f, 1.0f, 0.0f, 0.0f},
+      {1.0f, 0, 0.9f, 0.05f, 1.2f, 0.1f, 0.1f},
   };
   for (const Case& c : cases) {
     SamplerParams p;
