@@ -72,16 +72,32 @@ void append_utf8(std::string& out, uint32_t cpt) {
 }
 
 // Bytes that are printable Latin-1 map to themselves; the other 68 bytes map, in order, to
-// U+0100 and up (the GPT-2 "bytes_to_unicode" table).
-static bool gpt2_printable(uint32_t b) {
+// U+0100 and up (the GPT-2 "bytes_to_unicode" table). Both directions as tables built at compile
+// time: the forward one runs once per input byte of every BPE pre-token.
+static constexpr bool gpt2_printable(uint32_t b) {
   return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
 }
+struct Gpt2Tables {
+  uint16_t to_cpt[256];
+  uint8_t from_cpt[68];  // code point 0x100 + i -> byte
+};
+static constexpr Gpt2Tables make_gpt2_tables() {
+  Gpt2Tables t{};
+  uint32_t n = 0;
+  for (uint32_t b = 0; b < 256; ++b) {
+    if (gpt2_printable(b)) {
+      t.to_cpt[b] = static_cast<uint16_t>(b);
+    } else {
+      t.to_cpt[b] = static_cast<uint16_t>(0x100 + n);
+      t.from_cpt[n++] = static_cast<uint8_t>(b);
+    }
+  }
+  return t;
+}
+static constexpr Gpt2Tables kGpt2 = make_gpt2_tables();
 
 uint32_t byte_to_gpt2_cpt(uint8_t b) {
-  if (gpt2_printable(b)) return b;
-  uint32_t n = 0;
-  for (uint32_t i = 0; i < b; ++i) n += gpt2_printable(i) ? 0 : 1;
-  return 0x100 + n;
+  return kGpt2.to_cpt[b];
 }
 
 bool gpt2_cpt_to_byte(uint32_t cpt, uint8_t& b) {
@@ -90,16 +106,8 @@ bool gpt2_cpt_to_byte(uint32_t cpt, uint8_t& b) {
     return true;
   }
   if (cpt < 0x100 || cpt >= 0x100 + 68) return false;
-  uint32_t n = cpt - 0x100;
-  for (uint32_t i = 0; i < 256; ++i) {
-    if (gpt2_printable(i)) continue;
-    if (n == 0) {
-      b = static_cast<uint8_t>(i);
-      return true;
-    }
-    --n;
-  }
-  return false;
+  b = kGpt2.from_cpt[cpt - 0x100];
+  return true;
 }
 
 size_t complete_utf8_prefix(std::string_view s) {
