@@ -219,7 +219,9 @@ TEST(QuantizePlan, TiedEmbeddingsAndFallbacks) {
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->front().name, "output_norm.weight");  // non-block tensors first, by name
   for (const auto& t : *p) {
-    if (t.name == "token_embd.weight") EXPECT_EQ(t.to, GgmlType::Q6_K);
+    if (t.name == "token_embd.weight") {
+      EXPECT_EQ(t.to, GgmlType::Q6_K);
+    }
   }
   // Rows of 96: K types fall back (Q4_K -> Q5_0, Q6_K -> Q8_0); rows of 48 fit no block -> F16.
   for (uint64_t ne0 : {96u, 48u}) {

@@ -35,16 +35,9 @@ bool valid_utf8(const std::string& s) {
 }
 
 std::vector<std::string> vector_texts(const std::string& name) {
-  std::ifstream f(shared_dir() + "/vocab/ggml-vocab-" + name + ".gguf.inp", std::ios::binary);
-  std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::vector<std::string> out;
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  for (size_t pos = 0, next; pos < raw.size(); pos = next + sep.size()) {
-    next = raw.find(sep, pos);
-    if (next == std::string::npos) next = raw.size();
-    out.push_back(raw.substr(pos, next - pos));
-  }
-  return out;
+  const auto raw = test_data::read_file(shared_dir() + "/vocab/ggml-vocab-" + name + ".gguf.inp");
+  if (!raw) ADD_FAILURE() << "cannot read the " << name << " vector inputs";
+  return raw ? test_data::split_vocab_inputs(*raw) : std::vector<std::string>{};
 }
 
 // Streaming the ids one at a time gives exactly the batch detokenization, in valid UTF-8 chunks.

@@ -110,13 +110,9 @@ TEST(SpecialTokens, BosEosAndParsing) {
 TEST(Detokenize, RoundTripsVectorTexts) {
   for (const char* name : {"llama-spm", "qwen2", "qwen35", "deepseek-coder"}) {
     const Tokenizer& tok = vocab(name);
-    std::ifstream f(shared_dir() + "/vocab/ggml-vocab-" + name + ".gguf.inp", std::ios::binary);
-    std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    for (size_t pos = 0, next; pos < raw.size(); pos = next + sep.size()) {
-      next = raw.find(sep, pos);
-      if (next == std::string::npos) next = raw.size();
-      const std::string text = raw.substr(pos, next - pos);
+    const auto raw = test_data::read_file(shared_dir() + "/vocab/ggml-vocab-" + name + ".gguf.inp");
+    ASSERT_TRUE(raw) << name;
+    for (const std::string& text : test_data::split_vocab_inputs(*raw)) {
       EXPECT_EQ(tok.detokenize(tok.encode(text, false, false)), text) << name;
     }
   }
@@ -231,9 +227,9 @@ TEST(Spm, SegmentedMergeEqualsGlobalMerge) {
                 Tokenizer::spm_merge_for_test(tok.vocab(), escaped, false))
           << name << ": '" << text << "'";
     }
-    std::ifstream f(shared_dir() + "/models/reference/perplexity-text.txt", std::ios::binary);
-    std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    raw = " " + raw.substr(0, 20000);
+    const auto text = test_data::read_file(shared_dir() + "/models/reference/perplexity-text.txt");
+    ASSERT_TRUE(text);
+    const std::string raw = " " + text->substr(0, 20000);
     std::string escaped;
     for (char c : raw) escaped += c == ' ' ? std::string("\xe2\x96\x81") : std::string(1, c);
     EXPECT_EQ(Tokenizer::spm_merge_for_test(tok.vocab(), escaped, true),
