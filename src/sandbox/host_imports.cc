@@ -272,7 +272,8 @@ HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
 // Log text from `log` or fd_write, bounded per request (or per instance outside requests).
 void guest_log(InstanceState& st, int level, std::string_view text) {
   uint64_t& used = st.request ? st.request->log_bytes : st.idle_log_bytes;
-  const uint64_t cap = st.limits->max_log_bytes(st.tenant->record);
+  const uint64_t cap =
+      st.request ? st.request->max_log : st.limits->max_log_bytes(st.tenant->record);
   if (used >= cap) return;
   // Rate: at most kLogBurst lines at once, kLogLinesPerSecond sustained; the rest is dropped.
   constexpr double kLogLinesPerSecond = 50, kLogBurst = 100;
@@ -281,10 +282,7 @@ void guest_log(InstanceState& st, int level, std::string_view text) {
       kLogBurst, st.log_tokens + kLogLinesPerSecond *
                                      std::chrono::duration<double>(now - st.log_refill).count());
   st.log_refill = now;
-  if (st.log_tokens < 1) {
-    ++st.log_dropped;
-    return;
-  }
+  if (st.log_tokens < 1) return;
   st.log_tokens -= 1;
   text = text.substr(0, std::min<uint64_t>({text.size(), cap - used, kMaxLogLine}));
   used += text.size();
@@ -437,11 +435,7 @@ Expected<std::shared_ptr<HostModel>> HostModel::create(std::string name,
   hm->name = std::move(name);
   hm->tokenizer = std::make_unique<tok::Tokenizer>(std::move(*tokenizer));
   auto tmpl = chat::chat_template_from_gguf(model->file());
-  if (tmpl) {
-    hm->chat = std::move(*tmpl);
-  } else {
-    hm->chat_error = tmpl.error().message;
-  }
+  if (tmpl) hm->chat = std::move(*tmpl);
   const auto& hp = model->hparams();
   const auto& vocab = hm->tokenizer->vocab();
   hm->n_vocab = static_cast<int32_t>(hp.n_vocab);

@@ -27,7 +27,6 @@ struct HostModel {
   std::unique_ptr<tok::Tokenizer> tokenizer;
   std::unique_ptr<engine::Engine> engine;
   std::optional<chat::ModelChatTemplate> chat;  // absent when the file's template is unreadable
-  std::string chat_error;
   std::string info_json;
   int32_t n_vocab = 0;
 
@@ -145,7 +144,6 @@ struct InstanceState {
   // Log rate: a token bucket of lines (refilled at kLogLinesPerSecond, at most kLogBurst).
   double log_tokens = 100;
   std::chrono::steady_clock::time_point log_refill = std::chrono::steady_clock::now();
-  uint64_t log_dropped = 0;
   // Set by a host function that traps the guest (an exceeded limit, proc_exit).
   RequestError host_trap_kind = RequestError::NONE;
   std::mt19937_64 rng{std::random_device{}()};

@@ -482,7 +482,6 @@ TEST(SandboxConcurrency, ThirtyTwoGuestsDecodeTogether) {
                         return true;
                       }));
   }
-  const auto before = (*sb)->model_stats("stories");
   for (auto& f : futures) {
     auto r = f.get();
     EXPECT_TRUE(r.ok()) << r.message;
@@ -494,7 +493,6 @@ TEST(SandboxConcurrency, ThirtyTwoGuestsDecodeTogether) {
   // apart after the barrier, so the bound leaves room; one pass per step would be 256.)
   EXPECT_EQ(stats->tokens, uint64_t{kRequests} * (5 + 7));
   EXPECT_LT(stats->batches, uint64_t{kRequests} * 8 * 3 / 4);
-  (void)before;
 }
 
 }  // namespace
