@@ -40,6 +40,8 @@ void add_synth_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--rope-base", a->rope_base, "rope.freq_base (default 10000)");
   cmd->add_option("--rope-scale-linear", a->rope_scale_linear,
                   "linear RoPE scaling factor (rope.scaling.type linear)");
+  cmd->add_option("--rope-attn-factor", a->rope_attn_factor,
+                  "rope.scaling.attn_factor (cos and sin scaled by it)");
   cmd->add_option(
       "--rope-llama3", a->rope_llama3,
       "llama3 RoPE scaling factor: writes rope_freqs.weight (low/high freq factor 1/4)");
