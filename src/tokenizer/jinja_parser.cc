@@ -362,38 +362,32 @@ class Parser {
     return expr;
   }
 
-  ExprPtr binary(ExprKind kind, const std::string& op, ExprPtr l, ExprPtr r, const Token& at) {
-    auto node = make(kind, at);
-    node->name = op;
-    node->args.push_back(std::move(l));
-    node->args.push_back(std::move(r));
-    return node;
+  // A left-associative chain `sub (op sub)*` where `at_op` says whether the next token is one of
+  // the level's operators: BINARY nodes named after the operator's text.
+  template <class Sub, class AtOp>
+  Expected<ExprPtr> left_assoc(Sub sub, AtOp at_op) {
+    auto left = sub();
+    if (!left) return left;
+    ExprPtr e = std::move(*left);
+    while (at_op()) {
+      const Token& at = next();
+      auto right = sub();
+      if (!right) return right;
+      auto node = make(ExprKind::BINARY, at);
+      node->name = at.text;
+      node->args.push_back(std::move(e));
+      node->args.push_back(std::move(*right));
+      e = std::move(node);
+    }
+    return e;
   }
 
   Expected<ExprPtr> parse_or() {
-    auto left = parse_and();
-    if (!left) return left;
-    ExprPtr e = std::move(*left);
-    while (is_name("or")) {
-      const Token& at = next();
-      auto right = parse_and();
-      if (!right) return right;
-      e = binary(ExprKind::BINARY, "or", std::move(e), std::move(*right), at);
-    }
-    return e;
+    return left_assoc([&] { return parse_and(); }, [&] { return is_name("or"); });
   }
 
   Expected<ExprPtr> parse_and() {
-    auto left = parse_not();
-    if (!left) return left;
-    ExprPtr e = std::move(*left);
-    while (is_name("and")) {
-      const Token& at = next();
-      auto right = parse_not();
-      if (!right) return right;
-      e = binary(ExprKind::BINARY, "and", std::move(e), std::move(*right), at);
-    }
-    return e;
+    return left_assoc([&] { return parse_not(); }, [&] { return is_name("and"); });
   }
 
   Expected<ExprPtr> parse_not() {
@@ -446,55 +440,20 @@ class Parser {
   }
 
   Expected<ExprPtr> parse_math1() {
-    auto left = parse_concat();
-    if (!left) return left;
-    ExprPtr e = std::move(*left);
-    while (is_op("+") || is_op("-")) {
-      const Token& at = next();
-      auto right = parse_concat();
-      if (!right) return right;
-      e = binary(ExprKind::BINARY, at.text, std::move(e), std::move(*right), at);
-    }
-    return e;
+    return left_assoc([&] { return parse_concat(); }, [&] { return is_op("+") || is_op("-"); });
   }
 
   Expected<ExprPtr> parse_concat() {
-    auto left = parse_math2();
-    if (!left) return left;
-    ExprPtr e = std::move(*left);
-    while (is_op("~")) {
-      const Token& at = next();
-      auto right = parse_math2();
-      if (!right) return right;
-      e = binary(ExprKind::BINARY, "~", std::move(e), std::move(*right), at);
-    }
-    return e;
+    return left_assoc([&] { return parse_math2(); }, [&] { return is_op("~"); });
   }
 
   Expected<ExprPtr> parse_math2() {
-    auto left = parse_pow();
-    if (!left) return left;
-    ExprPtr e = std::move(*left);
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const Token& at = next();
-      auto right = parse_pow();
-      if (!right) return right;
-      e = binary(ExprKind::BINARY, at.text, std::move(e), std::move(*right), at);
-    }
-    return e;
+    return left_assoc([&] { return parse_pow(); },
+                      [&] { return is_op("*") || is_op("/") || is_op("//") || is_op("%"); });
   }
 
   Expected<ExprPtr> parse_pow() {
-    auto left = parse_unary(true);
-    if (!left) return left;
-    ExprPtr e = std::move(*left);
-    while (is_op("**")) {
-      const Token& at = next();
-      auto right = parse_unary(true);
-      if (!right) return right;
-      e = binary(ExprKind::BINARY, "**", std::move(e), std::move(*right), at);
-    }
-    return e;
+    return left_assoc([&] { return parse_unary(true); }, [&] { return is_op("**"); });
   }
 
   Expected<ExprPtr> parse_unary(bool with_filter) {
