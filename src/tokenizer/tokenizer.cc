@@ -12,6 +12,33 @@
 namespace realm::tok {
 namespace {
 
+// Ids of short pieces of text whose encoding depends on the piece alone, for texts that repeat
+// them: the first encoding is recorded as a range of `out`, later ones copy it (by index: `out`
+// may reallocate). Pieces longer than kMaxKey bytes are not cached.
+class RepeatCache {
+ public:
+  static constexpr size_t kMaxKey = 32;
+  // Appends the ids recorded for `key`; false when there are none.
+  bool replay(std::string_view key, std::vector<TokenId>& out) const {
+    if (key.size() > kMaxKey) return false;
+    const auto it = seen_.find(key);
+    if (it == seen_.end()) return false;
+    const auto [first, count] = it->second;
+    for (size_t i = 0; i < count; ++i) {
+      const TokenId id = out[first + i];
+      out.push_back(id);
+    }
+    return true;
+  }
+  // Records out[first ..] as the ids of `key`.
+  void record(std::string_view key, size_t first, const std::vector<TokenId>& out) {
+    if (key.size() <= kMaxKey) seen_.emplace(key, std::make_pair(first, out.size() - first));
+  }
+
+ private:
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen_;
+};
+
 // A piece of the input: raw text (offset/length into the input) or an already matched token.
 struct Fragment {
   TokenId token = kNullToken;  // kNullToken for raw text
@@ -118,7 +145,7 @@ class SpmSession {
     if (symbols_.empty()) return;
     seg_starts.push_back(static_cast<int>(symbols_.size()));
     // A segment's ids depend on its bytes only: repeated short segments are merged once.
-    std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;
+    RepeatCache cache;
     const bool use_cache = seg_starts.size() > 64;
     for (size_t s = 0; s + 1 < seg_starts.size(); ++s) {
       const int first = seg_starts[s], end = seg_starts[s + 1];
@@ -126,21 +153,12 @@ class SpmSession {
       const std::string_view bytes(
           symbols_[first].text,
           static_cast<size_t>(symbols_[end - 1].text + symbols_[end - 1].n - symbols_[first].text));
-      const bool cacheable = use_cache && bytes.size() <= 32;
-      if (cacheable) {
-        if (auto it = seen.find(bytes); it != seen.end()) {
-          for (size_t i = 0; i < it->second.second; ++i) {
-            const TokenId id = out[it->second.first + i];
-            out.push_back(id);
-          }
-          continue;
-        }
-      }
+      if (use_cache && cache.replay(bytes, out)) continue;
       const size_t start = out.size();
       symbols_[first].prev = -1;
       symbols_[end - 1].next = -1;
       merge_segment(first, end, out);
-      if (cacheable) seen.emplace(bytes, std::make_pair(start, out.size() - start));
+      if (use_cache) cache.record(bytes, start, out);
     }
   }
 
@@ -318,24 +336,12 @@ void Tokenizer::encode_bpe(std::string_view text, std::vector<TokenId>& out) con
   }
   // Long texts repeat words: the merge result of a word depends on the word only, so each
   // distinct (short) word is merged once per call.
-  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> ids in `out`
+  RepeatCache cache;
   for (const std::string& word : words) {
-    if (word.size() > 32) {
-      bpe_word(*vocab_, word, out, symbols);
-      continue;
-    }
-    auto it = seen.find(word);
-    if (it != seen.end()) {
-      const auto [first, count] = it->second;
-      for (size_t i = 0; i < count; ++i) {
-        const TokenId id = out[first + i];
-        out.push_back(id);
-      }
-      continue;
-    }
+    if (cache.replay(word, out)) continue;
     const size_t first = out.size();
     bpe_word(*vocab_, word, out, symbols);
-    seen.emplace(word, std::make_pair(first, out.size() - first));
+    cache.record(word, first, out);
   }
 }
 
