@@ -55,9 +55,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       return;
     }
     const auto& hp = (*m)->hparams();
-    const int threads = a->threads > 0
-                            ? a->threads
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = resolve_threads(a->threads);
     model::Workspace ws(threads);
     std::mt19937 rng(1);
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(hp.n_vocab - 1));

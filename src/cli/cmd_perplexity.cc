@@ -48,9 +48,7 @@ void add_perplexity_command(CLI::App& app, int& exit_code) {
       exit_code = 1;
       return;
     }
-    const int threads = a->threads > 0
-                            ? a->threads
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = resolve_threads(a->threads);
     engine::Engine engine(*model, {threads, std::max<int64_t>(a->ctx, 1)});
     auto r = engine::perplexity(engine, *tokenizer, ss.str(), a->ctx, [&](int64_t i, double ppl) {
       if (!a->json) {

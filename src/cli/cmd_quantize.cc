@@ -45,9 +45,7 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
     if (!in) return fail(in.error().message);
     tensor::QuantizeOptions opt;
     opt.ftype = *ftype;
-    opt.n_threads = a->threads > 0
-                        ? a->threads
-                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    opt.n_threads = resolve_threads(a->threads);
     opt.allow_requantize = a->allow_requantize;
     const auto t0 = std::chrono::steady_clock::now();
     auto plan = tensor::quantize_model(*in, a->out, opt);

@@ -210,9 +210,7 @@ int run(const RunArgs& a) {
   gp.sampling.penalty_last_n = a.repeat_last_n;
   gp.sampling.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : std::random_device{}();
 
-  const int threads = a.threads > 0
-                          ? a.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = resolve_threads(a.threads);
   // BOS per the metadata; special-token text in the prompt is parsed, as llama.cpp does.
   std::vector<int32_t> prompt_ids = tokenizer->encode(a.prompt, true, true);
   if (!a.no_sandbox) {

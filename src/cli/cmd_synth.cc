@@ -95,9 +95,7 @@ void add_synth_command(CLI::App& app, int& exit_code) {
     if (!ftype) return fail(ftype.error().message);
     c.ftype = *ftype;
     c.seed = a->seed;
-    c.n_threads = a->threads > 0
-                      ? a->threads
-                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    c.n_threads = resolve_threads(a->threads);
     auto vocab = gguf::GgufFile::open(a->vocab);
     if (!vocab) return fail(vocab.error().message);
     const auto t0 = std::chrono::steady_clock::now();

@@ -3,6 +3,9 @@
 // generates command_list.inc (one REALM_COMMAND(name) per cmd_*.cc file).
 #pragma once
 
+#include <algorithm>
+#include <thread>
+
 namespace CLI {
 class App;
 }
@@ -12,5 +15,11 @@ namespace realm::cli {
 #define REALM_COMMAND(name) void add_##name##_command(CLI::App& app, int& exit_code);
 #include "command_list.inc"
 #undef REALM_COMMAND
+
+// The -t/--threads value: as given when positive, else every core.
+inline int resolve_threads(int requested) {
+  return requested > 0 ? requested
+                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 }  // namespace realm::cli
