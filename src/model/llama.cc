@@ -36,14 +36,6 @@ inline float fma_exact(float x, float y, float z) {
   return static_cast<float>(std::bit_cast<double>(bits + step));
 }
 
-// Sum of 16 floats in the order of GCC's _mm512_reduce_add_ps: halves, quarters, then pairs.
-inline float reduce_add_16(const float* v) {
-  float h8[8], h4[4];
-  for (int l = 0; l < 8; ++l) h8[l] = v[l + 8] + v[l];
-  for (int l = 0; l < 4; ++l) h4[l] = h8[l + 4] + h8[l];
-  return (h4[0] + h4[2]) + (h4[1] + h4[3]);
-}
-
 }  // namespace
 
 struct Forward {
@@ -200,155 +192,60 @@ struct Forward {
     }
   }
 
-  // llama.cpp's tiled flash attention (ggml_compute_forward_flash_attn_ext_tiled), used when a
-  // sequence brings >= 64 new tokens at once and head_dim % 16 == 0, for one query row: the query
-  // stays F32; cache cells go in tiles of 64 from position 0; per tile, the scores are FMA chains
-  // over head_dim (simd_gemm), scaled, the running max and sum are rescaled by expf when the tile
-  // max is larger, the tile's exponentials come from kt.exp_ggml with their sum taken per 16
-  // lanes and added in double, and each V column is an FMA chain over the tile's 64 cells.
-  //
-  // `kt_g` holds this KV head's cache tiles transposed to [tile][d][cell] (build_k_tiles), so that
-  // the chains over d run across cells.
+  // Tiles of the transposed K cache (F32 caches, steps of several tokens).
   static constexpr int64_t kTile = 64;
-  // One (token, head) row of the tiled kernel and its running state.
-  struct TiledRow {
-    const float* qf;    // the query (F32)
-    const float* kt_g;  // this KV head's transposed K tiles
-    const float* vf_g;  // this KV head's V rows (row floats apart)
-    int64_t n_kv;
-    float* p;    // kTile scores
-    float* acc;  // head_dim accumulators
-    float* dst;
-    float m_run = -INFINITY, s_run = 0.0f;
-  };
-  // Runs one or two rows in lockstep, tile by tile: the chains of two rows interleave
-  // (kt.fma_rows2), each row's operations are exactly those it has alone.
-  void attention_tiled(TiledRow* rows, int n_rows, float scale) const {
-    const int64_t row = hp.n_embd_kv();
+  // Whether a step's attention on an F32 cache reads K from transposed tiles (the transposition
+  // pays off over the queries of a step; single tokens read the rows). Both give the same bits.
+  static bool k_tiled(const SequenceStep& s) {
+    return s.cache->type() == KvType::F32 && s.tokens.size() >= 8;
+  }
+
+  // One query row of llama.cpp's one-query flash attention on an F16 cache
+  // (ggml_compute_forward_flash_attn_ext_f16 for a single query), up to the value accumulation:
+  // the query rounded to F16, scores of F16 values (kt.fa_scores), then the online softmax's
+  // factors per cell: where the score s is a new maximum, the accumulator is rescaled by
+  // ms = exp(m_old - s) and v is added with weight 1; otherwise v is added with weight
+  // vs = exp(s - m).
+  void fa_row_factors(const float* q, const uint16_t* k, int64_t n_kv, float scale, float* qh,
+                      float* scores, float* ms, float* vs) const {
     const int64_t hd = hp.head_dim;
-    int64_t max_kv = 0;
-    for (int r = 0; r < n_rows; ++r) {
-      std::fill(rows[r].acc, rows[r].acc + hd, 0.0f);
-      max_kv = std::max(max_kv, rows[r].n_kv);
-    }
-    for (int64_t c0 = 0; c0 < max_kv; c0 += kTile) {
-      int64_t valid[2] = {0, 0};
-      for (int r = 0; r < n_rows; ++r) {
-        valid[r] = std::clamp<int64_t>(rows[r].n_kv - c0, 0, kTile);
-        if (valid[r] > 0) std::fill(rows[r].p, rows[r].p + kTile, 0.0f);
-      }
-      const int64_t tile = (c0 / kTile) * hd * kTile;
-      const bool pair = n_rows == 2 && valid[0] == valid[1];
-      if (pair) {
-        kt.fma_rows2(hd, valid[0], rows[0].qf, rows[0].kt_g + tile, rows[0].p, rows[1].qf,
-                     rows[1].kt_g + tile, rows[1].p, kTile);
+    for (int64_t d = 0; d < hd; ++d) qh[d] = tensor::fp16_to_f32(tensor::f32_to_fp16(q[d]));
+    kt.fa_scores(qh, k, static_cast<size_t>(hp.n_embd_kv()), n_kv, hd, scores);
+    float m_run = -INFINITY;
+    for (int64_t j = 0; j < n_kv; ++j) {
+      const float s = scores[j] * scale;
+      if (s > m_run) {
+        ms[j] = std::exp(m_run - s);
+        vs[j] = 1.0f;
+        m_run = s;
       } else {
-        for (int r = 0; r < n_rows; ++r) {
-          if (valid[r] > 0) {
-            kt.fma_rows(hd, valid[r], rows[r].qf, rows[r].kt_g + tile, kTile, rows[r].p);
-          }
-        }
+        ms[j] = 1.0f;
+        vs[j] = std::exp(s - m_run);
       }
-      for (int r = 0; r < n_rows; ++r) {
-        if (valid[r] > 0) softmax_tile(rows[r], valid[r], scale);
-      }
-      // Masked cells have p = 0 and add nothing.
-      if (pair) {
-        kt.fma_rows2(valid[0], hd, rows[0].p, rows[0].vf_g + c0 * row, rows[0].acc, rows[1].p,
-                     rows[1].vf_g + c0 * row, rows[1].acc, static_cast<size_t>(row));
-      } else {
-        for (int r = 0; r < n_rows; ++r) {
-          if (valid[r] > 0) {
-            kt.fma_rows(valid[r], hd, rows[r].p, rows[r].vf_g + c0 * row, static_cast<size_t>(row),
-                        rows[r].acc);
-          }
-        }
-      }
-    }
-    for (int r = 0; r < n_rows; ++r) {
-      const float inv = rows[r].s_run == 0.0f ? 0.0f : 1.0f / rows[r].s_run;
-      for (int64_t d = 0; d < hd; ++d) rows[r].dst[d] = rows[r].acc[d] * inv;
     }
   }
 
-  // One tile's scores of a row: scaled and masked, the running max and sum rescaled by expf when
-  // the tile max is larger, the exponentials from kt.exp_ggml with their sum taken per 16 lanes
-  // and added in double.
-  void softmax_tile(TiledRow& r, int64_t valid, float scale) const {
-    const int64_t hd = hp.head_dim;
-    float* p = r.p;
-    float tile_max = -INFINITY;
-    for (int64_t j = 0; j < kTile; ++j) {
-      p[j] = j < valid ? p[j] * scale : -INFINITY;  // masked cells are -inf
-      tile_max = std::max(tile_max, p[j]);
-    }
-    const float m_new = std::fmax(r.m_run, tile_max);
-    if (m_new > r.m_run) {
-      const float ms = std::exp(r.m_run - m_new);
-      for (int64_t d = 0; d < hd; ++d) r.acc[d] *= ms;
-      r.s_run *= ms;
-    }
-    r.m_run = m_new;
-    double sum = 0.0;
-    for (int64_t b = 0; b < kTile; b += 16) {
-      for (int64_t j = b; j < b + 16; ++j) p[j] -= m_new;
-      kt.exp_ggml(p + b, 16);
-      sum += static_cast<double>(reduce_add_16(p + b));
-    }
-    r.s_run = static_cast<float>(static_cast<double>(r.s_run) + sum);
-  }
-
-  // Whether a sequence's step takes llama.cpp's tiled flash-attention kernel.
-  bool tiled(const SequenceStep& s) const {
-    return s.cache->type() == KvType::F16 && s.tokens.size() >= 64 && hp.head_dim % 16 == 0;
-  }
-  // Whether its attention reads K from transposed tiles: the tiled kernel, and F32 caches for
-  // steps of several tokens (the transposition pays off over the queries; single tokens read the
-  // rows). Both give the same bits.
-  bool k_tiled(const SequenceStep& s) const {
-    return tiled(s) || (s.cache->type() == KvType::F32 && s.tokens.size() >= 8);
-  }
-
-  // Causal attention of every (token, head) over its own sequence's cache.
+  // Causal attention of every (token, head) over its own sequence's cache. Each query row's
+  // arithmetic depends only on that row and the cells before it, never on how its sequence's
+  // tokens were split into steps or what else is in the batch (chunk and batch invariance).
   //
-  // F16 cache: computed the way llama.cpp's CPU flash attention does (its default), so logits
-  // agree closely: the query is rounded to F16, each K.q dot follows ggml_vec_dot_f16
-  // (kt.fa_scores), the softmax is online (running max and sum) and the V accumulator is kept in
-  // F16, rounded after every update. F32 cache: plain scores, softmax with a double sum, f32 V
-  // accumulation (llama.cpp's non-flash path). Batches of >= 64 new tokens of one sequence take
-  // llama.cpp's tiled kernel (attention_tiled; decided per sequence, as if it ran alone in
-  // llama.cpp, so that batching never changes results; llama.cpp cuts prompts into ubatches of 512,
-  // we do not). Not emulated: for one query over >= 512 cache cells llama.cpp splits the cells
-  // across its threads and merges partial results; there logits agree only approximately.
+  // F16 cache: llama.cpp's one-query CPU flash attention (its default for decoding), for every
+  // row: the query rounded to F16, each K.q dot as ggml_vec_dot_f16 (kt.fa_scores), the online
+  // softmax (running max and sum) and the V accumulator kept in F16, rounded after every update
+  // (kt.fa_accumulate, several rows of one token in lockstep). llama.cpp itself takes a tiled
+  // kernel (F32 query and accumulator, 64-cell tiles) for prompts of >= 64 tokens, so its logits
+  // depend on the batch; we keep the one-query arithmetic everywhere, which llama.cpp's decode
+  // steps and short prompts match to the bit (../shared/models/quant). Not emulated either: for one
+  // query over >= 512 cache cells llama.cpp splits the cells across its threads and merges partial
+  // results; there logits agree only approximately.
+  // F32 cache: plain scores, softmax with a double sum, f32 V accumulation (llama.cpp's non-flash
+  // path).
   void attention(int64_t il, const float* q, float* out) {
     const int64_t hd = hp.head_dim, n_head = hp.n_head, row = hp.n_embd_kv();
     const int64_t group = hp.n_head / hp.n_head_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    // F16 caches are converted to f32 once per step and layer (exact), not once per query head.
-    std::vector<size_t> f32_at(steps.size(), 0);
-    size_t total = 0;
-    for (size_t s = 0; s < steps.size(); ++s) {
-      if (steps[s].cache->type() != KvType::F16) continue;
-      f32_at[s] = total;
-      total += static_cast<size_t>(
-          (steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size())) * row);
-    }
-    ws.kv_f32_.resize(2 * total);
-    for (size_t s = 0; s < steps.size(); ++s) {
-      KvCache& c = *steps[s].cache;
-      if (c.type() != KvType::F16) continue;
-      const int64_t n = c.size() + static_cast<int64_t>(steps[s].tokens.size());
-      float* kf = ws.kv_f32_.data() + f32_at[s];
-      float* vf = kf + total;
-      parallel(n, 16, [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j) {
-          kt.f16_to_f32(reinterpret_cast<const tensor::Fp16*>(c.k_at(il, j)), kf + j * row, row);
-          kt.f16_to_f32(reinterpret_cast<const tensor::Fp16*>(c.v_at(il, j)), vf + j * row, row);
-        }
-      });
-    }
-    // Sequences on the tiled path: their K cache transposed once per layer into [kv head][tile]
-    // [d][cell] (cells past the end zero), shared by all their query rows and heads.
+    // F32 sequences with several tokens: their K cache transposed once per layer into [kv head]
+    // [tile][d][cell] (cells past the end zero), shared by all their query rows and heads.
     const int64_t n_head_kv = hp.n_head_kv;
     std::vector<size_t> kt_at(steps.size(), 0);
     size_t kt_total = 0;
@@ -363,10 +260,7 @@ struct Forward {
       if (!k_tiled(steps[s])) continue;
       const int64_t n = steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size());
       const int64_t n_tiles = (n + kTile - 1) / kTile;
-      // K rows as f32: converted from an F16 cache above, or the F32 cache itself.
-      const float* kf = steps[s].cache->type() == KvType::F32
-                            ? reinterpret_cast<const float*>(steps[s].cache->k_at(il, 0))
-                            : ws.kv_f32_.data() + f32_at[s];
+      const auto* kf = reinterpret_cast<const float*>(steps[s].cache->k_at(il, 0));
       float* kt_s = ws.k_tiles_.data() + kt_at[s];
       parallel(n_head_kv * n_tiles, 1, [&](int64_t u0, int64_t u1) {
         for (int64_t u = u0; u < u1; ++u) {
@@ -380,118 +274,87 @@ struct Forward {
         }
       });
     }
-    // A (token, head) row of a tiled sequence, ready for attention_tiled.
-    const auto tiled_row = [&](int64_t u, float* p, float* acc) {
-      const int64_t t = u / n_head, h = u % n_head, g = h / group;
-      const size_t si = static_cast<size_t>(tok_seq[static_cast<size_t>(t)]);
-      const SequenceStep& step = steps[si];
-      const int64_t n_tiles =
-          (step.cache->size() + static_cast<int64_t>(step.tokens.size()) + kTile - 1) / kTile;
-      TiledRow r;
-      r.qf = q + (t * n_head + h) * hd;
-      r.kt_g = ws.k_tiles_.data() + kt_at[si] + g * n_tiles * hd * kTile;
-      r.vf_g = ws.kv_f32_.data() + f32_at[si] + total + g * hd;
-      r.n_kv = tok_pos[static_cast<size_t>(t)] + 1;
-      r.p = p;
-      r.acc = acc;
-      r.dst = out + (t * n_head + h) * hd;
-      return r;
-    };
-    const auto is_tiled = [&](int64_t u) {
-      return tiled(steps[static_cast<size_t>(tok_seq[static_cast<size_t>(u / n_head)])]);
-    };
-    parallel(n_tok * n_head, 1, [&](int64_t u0, int64_t u1) {
-      std::vector<float> scores, qh(static_cast<size_t>(hd)), acc(static_cast<size_t>(hd));
-      std::vector<float> acc_b(static_cast<size_t>(hd));
-      std::vector<tensor::Fp16> acc16(static_cast<size_t>(hd));
-      std::vector<float> p_tile(kTile), p_tile_b(kTile);
+    // Work units: up to kHeads heads of one token (F16 rows of one token share their cell count
+    // and run in lockstep; enough units are left for every thread when the batch is small).
+    constexpr int64_t kHeads = 4;
+    const int64_t per_unit = n_tok * n_head >= 16 * ws.n_threads() ? kHeads : 1;
+    const int64_t units_per_tok = (n_head + per_unit - 1) / per_unit;
+    parallel(n_tok * units_per_tok, 1, [&](int64_t u0, int64_t u1) {
+      std::vector<float> scores, ms, vs, qh(static_cast<size_t>(kHeads * hd));
+      std::vector<float> acc(static_cast<size_t>(kHeads * hd));
       for (int64_t u = u0; u < u1; ++u) {
-        if (is_tiled(u)) {  // two rows at a time where possible
-          TiledRow rows[2] = {tiled_row(u, p_tile.data(), acc.data()), {}};
-          int n = 1;
-          if (u + 1 < u1 && is_tiled(u + 1)) {
-            rows[1] = tiled_row(u + 1, p_tile_b.data(), acc_b.data());
-            n = 2;
-            ++u;
-          }
-          attention_tiled(rows, n, scale);
-          continue;
-        }
-        const int64_t t = u / n_head, h = u % n_head, g = h / group;
-        const SequenceStep& step = steps[static_cast<size_t>(tok_seq[static_cast<size_t>(t)])];
+        const int64_t t = u / units_per_tok, h0 = (u % units_per_tok) * per_unit;
+        const int64_t nh = std::min(per_unit, n_head - h0);
+        const size_t si = static_cast<size_t>(tok_seq[static_cast<size_t>(t)]);
+        const SequenceStep& step = steps[si];
         KvCache& c = *step.cache;
         const int64_t n_kv = tok_pos[static_cast<size_t>(t)] + 1;
-        const float* qsrc = q + (t * n_head + h) * hd;
-        float* dst = out + (t * n_head + h) * hd;
-        const size_t si = static_cast<size_t>(tok_seq[static_cast<size_t>(t)]);
-        const float* kf = ws.kv_f32_.data() + f32_at[si];
-        const float* vf = kf + total;
         if (c.type() == KvType::F16) {
-          for (int64_t d = 0; d < hd; ++d) {
-            qh[static_cast<size_t>(d)] = tensor::fp16_to_f32(tensor::f32_to_fp16(qsrc[d]));
+          const auto n_cells = static_cast<size_t>(n_kv);
+          scores.resize(n_cells);
+          ms.resize(n_cells * kHeads);
+          vs.resize(n_cells * kHeads);
+          const auto* k16 = reinterpret_cast<const uint16_t*>(c.k_at(il, 0));
+          const auto* v16 = reinterpret_cast<const uint16_t*>(c.v_at(il, 0));
+          tensor::FaRow rows[kHeads];
+          float sums[kHeads];
+          for (int64_t r = 0; r < nh; ++r) {
+            const int64_t h = h0 + r, g = h / group;
+            fa_row_factors(q + (t * n_head + h) * hd, k16 + g * hd, n_kv, scale, qh.data() + r * hd,
+                           scores.data(), ms.data() + r * n_kv, vs.data() + r * n_kv);
+            rows[r] = {ms.data() + r * n_kv, vs.data() + r * n_kv, v16 + g * hd,
+                       acc.data() + r * hd, sums + r};
           }
-          scores.resize(static_cast<size_t>(n_kv));
-          kt.fa_scores(qh.data(), kf + g * hd, static_cast<size_t>(row), n_kv, hd, scores.data());
-          std::fill(acc16.begin(), acc16.end(), tensor::Fp16{0});
-          float m_run = -INFINITY, s_run = 0.0f;
-          for (int64_t j = 0; j < n_kv; ++j) {
-            const float s = scores[static_cast<size_t>(j)] * scale;
-            float ms = 1.0f, vs = 1.0f;
-            if (s > m_run) {
-              const float m_old = m_run;
-              m_run = s;
-              ms = std::exp(m_old - m_run);
-              kt.f16_scale(acc16.data(), ms, hd);
-            } else {
-              vs = std::exp(s - m_run);
-            }
-            kt.f16_axpy(acc16.data(), vf + j * row + g * hd, vs, hd);
-            // Fused: the reference build (GCC 12, -ffp-contract=fast) turns `S = S*ms + vs` into
-            // one FMA; the greedy steps of reference.json tell fused from unfused.
-            s_run = fma_exact(s_run, ms, vs);
-          }
-          const float inv = s_run == 0.0f ? 0.0f : 1.0f / s_run;
-          for (int64_t d = 0; d < hd; ++d) {
-            dst[d] = tensor::fp16_to_f32(acc16[static_cast<size_t>(d)]) * inv;
+          kt.fa_accumulate(rows, static_cast<int>(nh), n_kv, static_cast<size_t>(row), hd);
+          for (int64_t r = 0; r < nh; ++r) {
+            const float inv = sums[r] == 0.0f ? 0.0f : 1.0f / sums[r];
+            float* dst = out + (t * n_head + h0 + r) * hd;
+            for (int64_t d = 0; d < hd; ++d) dst[d] = acc[static_cast<size_t>(r * hd + d)] * inv;
           }
           continue;
         }
-        // Scores s = sum q[d] * k[d] in order of d (multiply, then add), then scaled: from the
-        // transposed K tiles, or gathered from the rows.
-        scores.resize(static_cast<size_t>(n_kv));
-        if (k_tiled(step)) {
-          const int64_t n_tiles =
-              (c.size() + static_cast<int64_t>(step.tokens.size()) + kTile - 1) / kTile;
-          const float* kt_g = ws.k_tiles_.data() + kt_at[si] + g * n_tiles * hd * kTile;
-          for (int64_t c0 = 0; c0 < n_kv; c0 += kTile) {
-            const int64_t valid = std::min(kTile, n_kv - c0);
-            float* sc = scores.data() + c0;
-            std::fill(sc, sc + valid, 0.0f);
-            kt.mul_add_rows(hd, valid, qsrc, kt_g + (c0 / kTile) * hd * kTile, kTile, sc);
+        for (int64_t h = h0; h < h0 + nh; ++h) {
+          const int64_t g = h / group;
+          const float* qsrc = q + (t * n_head + h) * hd;
+          float* dst = out + (t * n_head + h) * hd;
+          // Scores s = sum q[d] * k[d] in order of d (multiply, then add), then scaled: from the
+          // transposed K tiles, or gathered from the rows.
+          scores.resize(static_cast<size_t>(n_kv));
+          if (k_tiled(step)) {
+            const int64_t n_tiles =
+                (c.size() + static_cast<int64_t>(step.tokens.size()) + kTile - 1) / kTile;
+            const float* kt_g = ws.k_tiles_.data() + kt_at[si] + g * n_tiles * hd * kTile;
+            for (int64_t c0 = 0; c0 < n_kv; c0 += kTile) {
+              const int64_t valid = std::min(kTile, n_kv - c0);
+              float* sc = scores.data() + c0;
+              std::fill(sc, sc + valid, 0.0f);
+              kt.mul_add_rows(hd, valid, qsrc, kt_g + (c0 / kTile) * hd * kTile, kTile, sc);
+            }
+          } else {
+            kt.dot_rows(qsrc, reinterpret_cast<const float*>(c.k_at(il, 0)) + g * hd,
+                        static_cast<size_t>(row), n_kv, hd, scores.data());
           }
-        } else {
-          kt.dot_rows(qsrc, reinterpret_cast<const float*>(c.k_at(il, 0)) + g * hd,
-                      static_cast<size_t>(row), n_kv, hd, scores.data());
+          float max_s = -INFINITY;
+          for (int64_t j = 0; j < n_kv; ++j) {
+            scores[static_cast<size_t>(j)] *= scale;
+            max_s = std::max(max_s, scores[static_cast<size_t>(j)]);
+          }
+          double sum = 0.0;
+          for (int64_t j = 0; j < n_kv; ++j) {
+            const float e = std::exp(scores[static_cast<size_t>(j)] - max_s);
+            scores[static_cast<size_t>(j)] = e;
+            sum += e;
+          }
+          const float inv = static_cast<float>(1.0 / sum);
+          for (int64_t j = 0; j < n_kv; ++j) scores[static_cast<size_t>(j)] *= inv;
+          // acc[d] += p_j * v_j[d] in order of j (multiply, then add).
+          float* a = acc.data();
+          std::fill(a, a + hd, 0.0f);
+          kt.mul_add_rows(n_kv, hd, scores.data(),
+                          reinterpret_cast<const float*>(c.v_at(il, 0)) + g * hd,
+                          static_cast<size_t>(row), a);
+          std::copy(a, a + hd, dst);
         }
-        float max_s = -INFINITY;
-        for (int64_t j = 0; j < n_kv; ++j) {
-          scores[static_cast<size_t>(j)] *= scale;
-          max_s = std::max(max_s, scores[static_cast<size_t>(j)]);
-        }
-        double sum = 0.0;
-        for (int64_t j = 0; j < n_kv; ++j) {
-          const float e = std::exp(scores[static_cast<size_t>(j)] - max_s);
-          scores[static_cast<size_t>(j)] = e;
-          sum += e;
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t j = 0; j < n_kv; ++j) scores[static_cast<size_t>(j)] *= inv;
-        // acc[d] += p_j * v_j[d] in order of j (multiply, then add).
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        kt.mul_add_rows(n_kv, hd, scores.data(),
-                        reinterpret_cast<const float*>(c.v_at(il, 0)) + g * hd,
-                        static_cast<size_t>(row), acc.data());
-        std::copy(acc.begin(), acc.end(), dst);
       }
     });
   }

@@ -89,8 +89,7 @@ class Workspace {
   friend struct Forward;
   std::unique_ptr<ThreadPool> pool_;
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, out_rows_;
-  std::vector<float> kv_f32_;   // F16 cache rows of one layer converted for attention
-  std::vector<float> k_tiles_;  // those K rows transposed in tiles (tiled attention)
+  std::vector<float> k_tiles_;  // an F32 cache's K rows of one layer transposed in tiles
   std::vector<uint8_t> qbuf_;
 };
 

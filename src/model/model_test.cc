@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 namespace realm::model {
@@ -170,31 +171,129 @@ TEST(ModelReference, QuantizedFilesMatchLlamaCpp) {
   }
 }
 
-// A prompt of >= 64 tokens takes llama.cpp's tiled flash-attention kernel (F32 query, 64-cell
-// tiles); fed token by token it takes the one-query kernel (F16 query). Both are softmax attention
-// over the same F16 cache, so on an F32 model (no activation quantization to amplify differences)
-// the last logits agree to the F16-cache level (PROVENANCE.md §5: 0.013).
-TEST(ModelAttention, TiledPrefillAgreesWithTokenByToken) {
-  auto m = load("models/quant/synth-128x2.f32.gguf");
-  ASSERT_TRUE(m);
-  std::vector<int32_t> prompt = {1};
-  for (int i = 0; i < 99; ++i) prompt.push_back(static_cast<int32_t>((97 * i + 13) % 500 + 3));
-  const size_t V = static_cast<size_t>(m->hparams().n_vocab);
+// Architecture variants: loader rules (these files are small synth models; the comparison of
+// each variant with llama.cpp itself is tests/js/llamacpp_archs_test.mjs).
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("realm-model-" + std::to_string(::getpid()) + "-" + name))
+      .string();
+}
+
+std::string write_synth(const std::string& name, tensor::SynthConfig c, uint32_t n_embd = 64,
+                        uint32_t n_head = 2, uint32_t n_head_kv = 1) {
+  auto vocab = gguf::GgufFile::open(shared_dir() + "/models/stories260K.gguf");
+  if (!vocab) ADD_FAILURE() << vocab.error().message;
+  c.n_embd = n_embd;
+  c.n_layer = 2;
+  c.n_head = n_head;
+  c.n_head_kv = n_head_kv;
+  c.n_ff = 128;
+  c.seed = 7;
+  const std::string path = temp_path(name);
+  auto st = tensor::write_synth_model(c, *vocab, path);
+  if (!st) ADD_FAILURE() << st.error().message;
+  return path;
+}
+
+// Chunk invariance: a sequence's logits are a function of its tokens only. Every position's
+// logits are bit-identical whether the tokens come in one step, in random chunks, 256 at a time,
+// one at a time, or batched with another sequence's steps (before or after it in the batch), on
+// either cache type. Prompt lengths around the tile and chunk sizes and random ones up to 1200.
+std::vector<float> run_split(const Model& m, const std::vector<int32_t>& tokens,
+                             const std::vector<size_t>& sizes, KvType kv, std::mt19937* noise) {
+  const size_t V = static_cast<size_t>(m.hparams().n_vocab);
   Workspace ws(2);
-  KvCache batch(m->hparams(), 128, KvType::F16), single(m->hparams(), 128, KvType::F16);
-  std::vector<float> a(V), b(V);
-  SequenceStep st{&batch, prompt, false, a};
-  ASSERT_TRUE(m->forward({&st, 1}, ws).ok());
-  for (int32_t id : prompt) {
-    std::vector<int32_t> one = {id};
-    SequenceStep s1{&single, one, false, b};
-    ASSERT_TRUE(m->forward({&s1, 1}, ws).ok());
+  KvCache cache(m.hparams(), static_cast<int64_t>(tokens.size()) + 8, kv);
+  KvCache other(m.hparams(), 512, kv);
+  std::vector<float> all(tokens.size() * V);
+  size_t done = 0;
+  for (size_t n : sizes) {
+    std::vector<SequenceStep> steps;
+    std::vector<int32_t> noise_tokens;
+    std::vector<float> noise_logits;
+    SequenceStep mine{&cache, std::span<const int32_t>(tokens).subspan(done, n), true,
+                      std::span<float>(all).subspan(done * V, n * V)};
+    if (noise && other.size() < 400) {
+      const size_t nn = 1 + (*noise)() % 40;
+      for (size_t i = 0; i < nn; ++i) noise_tokens.push_back(static_cast<int32_t>(3 + i % 200));
+      noise_logits.resize(V);
+      SequenceStep o{&other, noise_tokens, false, noise_logits};
+      if ((*noise)() % 2) {
+        steps = {o, mine};
+      } else {
+        steps = {mine, o};
+      }
+    } else {
+      steps = {mine};
+    }
+    auto st = m.forward(steps, ws);
+    if (!st) {
+      ADD_FAILURE() << st.error().message;
+      return {};
+    }
+    done += n;
   }
-  double max_abs = 0;
-  for (size_t i = 0; i < V; ++i) max_abs = std::max(max_abs, std::fabs(double{a[i]} - b[i]));
-  EXPECT_GT(max_abs, 0.0);  // the two kernels really differ
-  EXPECT_LT(max_abs, 0.03);
-  std::printf("tiled vs token-by-token max|d| %.2e\n", max_abs);
+  return all;
+}
+
+TEST(ModelChunking, LogitsDoNotDependOnHowTokensAreSplit) {
+  tensor::SynthConfig wide;  // head size 128
+  wide.ftype = tensor::FileType::MOSTLY_Q8_0;
+  const std::string wide_path = write_synth("chunk-hd128.gguf", wide, 256, 2, 2);
+  const std::vector<std::pair<std::string, std::string>> models = {
+      {"hd 64, GQA, Q4_K_M", shared_dir() + "/models/quant/synth-128x2.Q4_K_M.gguf"},
+      {"hd 64, F32", shared_dir() + "/models/quant/synth-256x2.f32.gguf"},
+      {"hd 8", shared_dir() + "/models/stories260K.gguf"},
+      {"hd 128, Q8_0", wide_path}};
+  std::mt19937 rng(11);
+  // Lengths around the kernels' block sizes (4-cell score blocks, 16-token matmul tiles, 64) and
+  // the sandbox's old 256-token chunks; the first model also gets long prompts up to 1200.
+  const std::vector<size_t> short_lengths = {1, 2, 15, 16, 17, 63, 64, 65, 257};
+  for (const auto& [what, path] : models) {
+    std::vector<size_t> lengths = short_lengths;
+    if (what == models.front().first) {
+      lengths.push_back(300 + rng() % 900);
+      lengths.push_back(1200);
+    }
+    auto loaded = Model::load(path);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const Model& m = **loaded;
+    const auto n_vocab = static_cast<uint32_t>(m.hparams().n_vocab);
+    for (KvType kv : {KvType::F16, KvType::F32}) {
+      for (size_t len : lengths) {
+        std::vector<int32_t> tokens = {1};
+        while (tokens.size() < len)
+          tokens.push_back(static_cast<int32_t>(3 + rng() % (n_vocab - 3)));
+        const std::vector<float> whole = run_split(m, tokens, {len}, kv, nullptr);
+        std::vector<std::pair<std::string, std::vector<size_t>>> splits;
+        std::vector<size_t> random, by256, ones;
+        for (size_t done = 0; done < len;) {
+          const size_t n = std::min(len - done, 1 + static_cast<size_t>(rng() % 300));
+          random.push_back(n);
+          done += n;
+        }
+        for (size_t done = 0; done < len; done += 256)
+          by256.push_back(std::min<size_t>(256, len - done));
+        splits.push_back({"random chunks", random});
+        splits.push_back({"256-token chunks", by256});
+        if (len <= 65 || len == 257) {
+          ones.assign(len, 1);
+          splits.push_back({"one token at a time", ones});
+        }
+        for (const auto& [how, sizes] : splits) {
+          for (bool batched : {false, true}) {
+            std::mt19937 noise(static_cast<uint32_t>(len));
+            const std::vector<float> got =
+                run_split(m, tokens, sizes, kv, batched ? &noise : nullptr);
+            ASSERT_EQ(got.size(), whole.size());
+            EXPECT_EQ(std::memcmp(got.data(), whole.data(), got.size() * sizeof(float)), 0)
+                << what << (kv == KvType::F16 ? " f16" : " f32") << " cache, " << len << " tokens, "
+                << how << (batched ? ", batched" : "");
+          }
+        }
+      }
+    }
+  }
 }
 
 // Weights repacked at load for the kernels give the same bits as the rows as stored (every
@@ -318,29 +417,6 @@ TEST(ModelErrors, BadStepsAreRejected) {
   auto missing = Model::load(shared_dir() + "/vocab/ggml-vocab-llama-spm.gguf");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("missing tensor 'token_embd.weight'"), std::string::npos);
-}
-
-// Architecture variants: loader rules (these files are small synth models; the comparison of
-// each variant with llama.cpp itself is tests/js/llamacpp_archs_test.mjs).
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() /
-          ("realm-model-" + std::to_string(::getpid()) + "-" + name))
-      .string();
-}
-
-std::string write_synth(const std::string& name, tensor::SynthConfig c) {
-  auto vocab = gguf::GgufFile::open(shared_dir() + "/models/stories260K.gguf");
-  if (!vocab) ADD_FAILURE() << vocab.error().message;
-  c.n_embd = 64;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_head_kv = 1;
-  c.n_ff = 128;
-  c.seed = 7;
-  const std::string path = temp_path(name);
-  auto st = tensor::write_synth_model(c, *vocab, path);
-  if (!st) ADD_FAILURE() << st.error().message;
-  return path;
 }
 
 // A copy of `src` without the tensors `drop` matches, with `edit` applied to the writer.

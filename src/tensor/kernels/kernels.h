@@ -58,11 +58,6 @@ using MatmulFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t n_r
 // f32 row of `n` elements -> activation type (n a multiple of its block size).
 using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 
-// y[i] = fma(a[k], x[k * ldx + i], y[i]) for k = 0 .. n_k - 1 in that order, for every i < n: one
-// IEEE fused multiply-add (one rounding) per step, so every path gives the same bits. The chains
-// of llama.cpp's float kernels (attention scores and value sums) are this operation.
-using FmaRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx,
-                           float* y);
 // y[i] = y[i] + a[k] * x[k * ldx + i] for k in order: a multiply and an add, each rounded (the
 // unfused chains of llama.cpp's non-flash attention as realm emulates it).
 using MulAddRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx,
@@ -71,31 +66,34 @@ using MulAddRowsFn = void (*)(int64_t n_k, int64_t n, const float* a, const floa
 // same unfused chain per row as mul_add_rows, reading rows instead of transposed tiles).
 using DotRowsFn = void (*)(const float* q, const float* k, size_t k_stride, int64_t n_rows,
                            int64_t n, float* out);
-// fma_rows for two independent problems of one shape, interleaved (twice the independent chains;
-// each result is fma_rows' own).
-using FmaRows2Fn = void (*)(int64_t n_k, int64_t n, const float* a0, const float* x0, float* y0,
-                            const float* a1, const float* x1, float* y1, size_t ldx);
-
-// x[i] = exp(x[i]) for i < n, computed as llama.cpp's AVX-512 build does (ggml_v_expf: a
-// degree-5 polynomial after a Cody-Waite reduction, scaled by 2^n; ~1.5 ulp), bit for bit on every
-// path: llama.cpp's logits follow its rounding, not libm's.
-using ExpFn = void (*)(float* x, int64_t n);
 // g[i] = silu(g[i]) * up[i] as llama.cpp's AVX-512 ggml_vec_swiglu_f32: blocks of 16 as
-// g / (1 + exp_ggml(0 - g)) * up, the last n % 16 elements with libm's expf.
+// g / (1 + e) * up, e = exp(0 - g) as ggml_v_expf computes it (a degree-5 polynomial after a
+// Cody-Waite reduction, scaled by 2^n; bit for bit on every path: llama.cpp's logits follow its
+// rounding, not libm's), the last n % 16 elements with libm's expf.
 using SwigluFn = void (*)(float* g, const float* up, int64_t n);
 
-// llama.cpp's CPU flash attention on an F16 cache (its default), step by step:
-// out[j] = the dot of q with row j of k (rows k_stride floats apart; q and k hold F16 values as
-// f32), in ggml_vec_dot_f16's AVX-512 order: 64-element steps into 4 x 16 lanes, reduced as
-// _mm512_reduce_add_ps, the last n % 64 products added in double.
-using FaScoresFn = void (*)(const float* q, const float* k, size_t k_stride, int64_t n_rows,
+// llama.cpp's CPU flash attention on an F16 cache (its default), one query at a time, in two
+// parts. Scores: out[j] = the dot of q (F16 values held as f32) with row j of k (F16, rows
+// k_stride elements apart), in ggml_vec_dot_f16's AVX-512 order: 64-element steps into 4 x 16
+// lanes, reduced as _mm512_reduce_add_ps, the last n % 64 products added in double.
+using FaScoresFn = void (*)(const float* q, const uint16_t* k, size_t k_stride, int64_t n_rows,
                             int64_t n, float* out);
-// y[i] = f32(x[i]) for F16 values (exact).
-using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
-// acc[i] = fp16(fma(v[i], a, f32(acc[i]))): the F16 value accumulator of one cell.
-using F16AxpyFn = void (*)(uint16_t* acc, const float* v, float a, int64_t n);
-// acc[i] = fp16(f32(acc[i]) * a): its rescaling when the running maximum grows.
-using F16ScaleFn = void (*)(uint16_t* acc, float a, int64_t n);
+// Values: one query row's F16 accumulator of hd elements starts at 0 and, for each cell j in
+// order, becomes fp16(f32(acc) * ms[j]) where ms[j] != 1 (the running maximum grew), then
+// fp16(fma(f32(v_j), vs[j], f32(acc))), v_j = the F16 row at v + j * v_stride; out = f32(acc).
+// The softmax sum alongside: S = fma(S, ms[j], vs[j]) from 0 (llama.cpp's S = S * ms + vs, which
+// its reference build, GCC 12 with -ffp-contract=fast, fuses), into *sum.
+struct FaRow {
+  const float* ms;
+  const float* vs;
+  const uint16_t* v;
+  float* out;
+  float* sum;
+};
+// fa_accumulate runs n_rows such rows over the same n_cells cells in lockstep (the chains of
+// several rows interleave; each row's operations are those it has alone).
+using FaAccumulateFn = void (*)(const FaRow* rows, int n_rows, int64_t n_cells, size_t v_stride,
+                                int64_t hd);
 
 inline constexpr int kMaxTypeId = 40;
 
@@ -106,16 +104,11 @@ struct KernelTable {
   MatmulFn matmul[kMaxTypeId] = {};         // by weight type
   QuantizeRowFn quantize[kMaxTypeId] = {};  // by activation type (F32, F16, BF16, Q8_0/1, Q8_K)
   MatmulFn matmul_packed[kMaxTypeId] = {};  // by weight type; rows packed by pack_rows()
-  FmaRowsFn fma_rows = nullptr;
-  FmaRows2Fn fma_rows2 = nullptr;
   MulAddRowsFn mul_add_rows = nullptr;
   DotRowsFn dot_rows = nullptr;
-  ExpFn exp_ggml = nullptr;
   SwigluFn swiglu = nullptr;
   FaScoresFn fa_scores = nullptr;
-  F16ToF32Fn f16_to_f32 = nullptr;
-  F16AxpyFn f16_axpy = nullptr;
-  F16ScaleFn f16_scale = nullptr;
+  FaAccumulateFn fa_accumulate = nullptr;
 };
 
 // The activation type llama.cpp pairs with `weight` (F32->F32, F16->F16, BF16->BF16,

@@ -248,13 +248,6 @@ void quantize_q8_k(const float* x, void* y, int64_t n) {
   quantize_row_q8_k_ref(x, static_cast<BlockQ8_K*>(y), n);
 }
 
-void fma_rows(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx, float* y) {
-  for (int64_t k = 0; k < n_k; ++k) {
-    const float* xr = x + k * static_cast<int64_t>(ldx);
-    for (int64_t i = 0; i < n; ++i) y[i] = std::fma(a[k], xr[i], y[i]);
-  }
-}
-
 void mul_add_rows(int64_t n_k, int64_t n, const float* a, const float* x, size_t ldx, float* y) {
   for (int64_t k = 0; k < n_k; ++k) {
     const float* xr = x + k * static_cast<int64_t>(ldx);
@@ -270,12 +263,6 @@ void dot_rows(const float* q, const float* k, size_t k_stride, int64_t n_rows, i
     for (int64_t d = 0; d < n; ++d) s = s + q[d] * kr[d];
     out[j] = s;
   }
-}
-
-void fma_rows2(int64_t n_k, int64_t n, const float* a0, const float* x0, float* y0, const float* a1,
-               const float* x1, float* y1, size_t ldx) {
-  fma_rows(n_k, n, a0, x0, ldx, y0);
-  fma_rows(n_k, n, a1, x1, ldx, y1);
 }
 
 // One lane of ggml_v_expf (AVX-512), step by step; std::fma is the hardware instruction's exact
@@ -297,27 +284,23 @@ float exp_ggml_one(float x) {
   return static_cast<float>(static_cast<double>(j) * std::ldexp(1.0, static_cast<int>(n)));
 }
 
-void exp_ggml(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = exp_ggml_one(x[i]);
-}
-
 void swiglu(float* g, const float* up, int64_t n) {
   const int64_t nv = n & ~int64_t{15};
   for (int64_t i = 0; i < nv; ++i) g[i] = g[i] / (1.0f + exp_ggml_one(0.0f - g[i])) * up[i];
   for (int64_t i = nv; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * up[i];
 }
 
-void fa_scores(const float* q, const float* k, size_t k_stride, int64_t n_rows, int64_t n,
+void fa_scores(const float* q, const uint16_t* k, size_t k_stride, int64_t n_rows, int64_t n,
                float* out) {
   const int64_t np = n & ~int64_t{63};
   for (int64_t j = 0; j < n_rows; ++j) {
-    const float* kr = k + j * static_cast<int64_t>(k_stride);
+    const uint16_t* kr = k + j * static_cast<int64_t>(k_stride);
     float lanes[4][16] = {};
     for (int64_t i = 0; i < np; i += 64) {
       for (int u = 0; u < 4; ++u) {
         for (int l = 0; l < 16; ++l) {
           const int64_t e = i + 16 * u + l;
-          lanes[u][l] += q[e] * kr[e];  // products of F16 values are exact in float
+          lanes[u][l] += q[e] * fp16_to_f32(kr[e]);  // products of F16 values are exact in float
         }
       }
     }
@@ -327,21 +310,28 @@ void fa_scores(const float* q, const float* k, size_t k_stride, int64_t n_rows, 
       for (int l = 0; l < 16; ++l) v[l] = (lanes[0][l] + lanes[2][l]) + (lanes[1][l] + lanes[3][l]);
       sum = static_cast<double>(hsum16(v));
     }
-    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * kr[i]);
+    for (int64_t i = np; i < n; ++i) sum += static_cast<double>(q[i] * fp16_to_f32(kr[i]));
     out[j] = static_cast<float>(sum);
   }
 }
 
-void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(x[i]);
-}
-
-void f16_axpy(uint16_t* acc, const float* v, float a, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) acc[i] = f32_to_fp16(std::fma(v[i], a, fp16_to_f32(acc[i])));
-}
-
-void f16_scale(uint16_t* acc, float a, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) acc[i] = f32_to_fp16(fp16_to_f32(acc[i]) * a);
+void fa_accumulate(const FaRow* rows, int n_rows, int64_t n_cells, size_t v_stride, int64_t hd) {
+  const auto r16 = [](float x) { return fp16_to_f32(f32_to_fp16(x)); };
+  for (int r = 0; r < n_rows; ++r) {
+    const FaRow& row = rows[r];
+    float* acc = row.out;
+    for (int64_t d = 0; d < hd; ++d) acc[d] = 0.0f;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n_cells; ++j) {
+      sum = std::fma(sum, row.ms[j], row.vs[j]);
+      const uint16_t* v = row.v + j * static_cast<int64_t>(v_stride);
+      if (row.ms[j] != 1.0f) {
+        for (int64_t d = 0; d < hd; ++d) acc[d] = r16(acc[d] * row.ms[j]);
+      }
+      for (int64_t d = 0; d < hd; ++d) acc[d] = r16(std::fma(fp16_to_f32(v[d]), row.vs[j], acc[d]));
+    }
+    *row.sum = sum;
+  }
 }
 
 // The scalar matmul is one dot per pair: trivially batch-independent.
@@ -385,16 +375,11 @@ KernelTable make_table() {
   k.quantize[id(GgmlType::Q8_0)] = quantize_q8_0;
   k.quantize[id(GgmlType::Q8_1)] = quantize_q8_1;
   k.quantize[id(GgmlType::Q8_K)] = quantize_q8_k;
-  k.fma_rows = fma_rows;
-  k.fma_rows2 = fma_rows2;
   k.mul_add_rows = mul_add_rows;
   k.dot_rows = dot_rows;
-  k.exp_ggml = exp_ggml;
   k.swiglu = swiglu;
   k.fa_scores = fa_scores;
-  k.f16_to_f32 = f16_to_f32;
-  k.f16_axpy = f16_axpy;
-  k.f16_scale = f16_scale;
+  k.fa_accumulate = fa_accumulate;
   return k;
 }
 
