@@ -4,10 +4,17 @@
 // Callers submit steps asynchronously (submit() returns a future); the scheduler takes every
 // pending step, up to max_batch_tokens tokens, into the next forward pass. A step longer than
 // that (a long prompt) is run in chunks across several passes, so one tenant's prefill never
-// holds the others back for more than one chunk. Results are bit-identical to running the step
-// alone (the model's batch-invariance contract).
+// holds the others back for more than one chunk. This is the one place where steps are cut:
+// callers submit whole steps. Results are bit-identical to running the step alone, in one pass
+// (the model's chunk- and batch-invariance contract).
+//
+// Failures stay with their step: a step whose cancel flag is set is withdrawn before its next
+// pass (CANCELLED); an exception in a forward pass (an allocation failure) fails the steps of that
+// pass (INTERNAL) and the scheduler keeps running. A failed or withdrawn step leaves its session
+// as it was before the step.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -62,13 +69,17 @@ class Engine {
   std::unique_ptr<Session> open_session(int64_t n_ctx, model::KvType kv = model::KvType::F16);
 
   // Queues `tokens` for `session` (which must stay alive until the result is ready). Errors come
-  // through the future: a session with a step already in flight, empty steps, bad token ids,
-  // a full context.
+  // through the future, with their codes: a session with a step already in flight
+  // (FAILED_PRECONDITION), empty steps or bad token ids (INVALID_ARGUMENT), a full context
+  // (LIMIT), `cancel` set before the step completes (CANCELLED), an engine shutting down
+  // (UNAVAILABLE), a host fault (INTERNAL).
   std::future<Expected<StepResult>> submit(Session& session, std::vector<int32_t> tokens,
-                                           bool all_logits = false);
+                                           bool all_logits = false,
+                                           std::shared_ptr<const std::atomic<bool>> cancel = {});
   // submit() and wait.
   Expected<StepResult> decode(Session& session, std::vector<int32_t> tokens,
-                              bool all_logits = false);
+                              bool all_logits = false,
+                              std::shared_ptr<const std::atomic<bool>> cancel = {});
 
   // Forward passes run so far and the tokens they carried (for tests and metrics).
   uint64_t batches_run() const;
@@ -78,12 +89,16 @@ class Engine {
   struct Pending {
     Session* session;
     std::vector<int32_t> tokens;
-    size_t done = 0;  // tokens already run (chunked prefill)
+    size_t done = 0;         // tokens already run (chunked prefill)
+    int64_t start_size = 0;  // the session's size when the step was submitted
     bool all_logits;
+    std::shared_ptr<const std::atomic<bool>> cancel;
     StepResult result;
     std::promise<Expected<StepResult>> promise;
   };
   void loop();
+  // Ends the step at queue_[i] with `result`, releasing its session first (mu_ held).
+  void finish(size_t i, Expected<StepResult> result);
 
   std::shared_ptr<const model::Model> model_;
   EngineOptions options_;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sandbox/host_state.h"
+#include "util/fault_injection.h"
 
 namespace realm::sandbox {
 
@@ -47,6 +48,40 @@ const HostModel* find_model(InstanceState& st, int32_t handle) {
   return m ? m->get() : nullptr;
 }
 
+// Returns `code` to the guest, keeping `why` for realm.host_error and the request's message.
+template <typename... Args>
+Val fail(InstanceState& st, int32_t code, const Args&... why) {
+  st.host_error = make_error(why...).message;
+  return ok_i32(code);
+}
+
+// The guest ABI status of an engine or template error.
+int32_t abi_status(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::INVALID_ARGUMENT:
+      return REALM_E_INVALID;
+    case ErrorCode::LIMIT:
+      return REALM_E_LIMIT;
+    case ErrorCode::NOT_FOUND:
+      return REALM_E_INVALID;
+    case ErrorCode::FAILED_PRECONDITION:
+      return REALM_E_STATE;
+    case ErrorCode::CANCELLED:
+      return REALM_E_CANCELLED;
+    case ErrorCode::UNAVAILABLE:
+    case ErrorCode::INTERNAL:
+      return REALM_E_INTERNAL;
+  }
+  return REALM_E_INTERNAL;
+}
+
+// A host fault during an import (an INTERNAL engine error): the guest is trapped and the request
+// ends with an internal error naming the cause.
+HostResult host_fault(InstanceState& st, std::string_view where, const Error& e) {
+  st.host_trap_kind = RequestError::INTERNAL;
+  return make_error(ErrorCode::INTERNAL, "host fault in ", where, ": ", e.message);
+}
+
 void set_limit(Request& req, RequestError kind, std::string message) {
   if (req.limit_error == RequestError::NONE) {
     req.limit_error = kind;
@@ -60,12 +95,18 @@ HostResult model_open(HostCallContext& ctx, std::span<const Val> a) {
   InstanceState& st = state(ctx);
   auto name = ctx.memory().string(guest_u32(a[0].i32), guest_u32(a[1].i32));
   if (!name) return ok_i32(REALM_E_BOUNDS);
-  if (name->empty() || name->size() > 256) return ok_i32(REALM_E_INVALID);
-  if (!st.tenant->record.may_use(*name)) return ok_i32(REALM_E_DENIED);
+  if (name->empty() || name->size() > 256) {
+    return fail(st, REALM_E_INVALID, "model_open: a model name has 1..256 bytes, got ",
+                name->size());
+  }
+  if (!st.tenant->record.may_use(*name)) {
+    return fail(st, REALM_E_DENIED, "model_open: the tenant may not use model '", *name, "'");
+  }
   auto m = find_host_model(st.sandbox, *name);
-  if (!m) return ok_i32(REALM_E_INVALID);
+  if (!m) return fail(st, REALM_E_INVALID, "model_open: model '", *name, "' is not loaded");
   const int32_t h = st.models.insert(std::move(m));
-  return ok_i32(h > 0 ? h : REALM_E_LIMIT);
+  if (h <= 0) return fail(st, REALM_E_LIMIT, "model_open: too many open model handles");
+  return ok_i32(h);
 }
 
 HostResult model_info(HostCallContext& ctx, std::span<const Val> a) {
@@ -83,10 +124,15 @@ HostResult tokenize(HostCallContext& ctx, std::span<const Val> a) {
   GuestMemory mem = ctx.memory();
   auto text = mem.string(guest_u32(a[1].i32), guest_u32(a[2].i32));
   if (!text) return ok_i32(REALM_E_BOUNDS);
-  if (text->size() > kMaxTextBytes) return ok_i32(REALM_E_LIMIT);
+  InstanceState& st = state(ctx);
+  if (text->size() > kMaxTextBytes) {
+    return fail(st, REALM_E_LIMIT, "tokenize: ", text->size(),
+                " bytes of text exceed the limit of ", kMaxTextBytes);
+  }
   // The output range is checked before the work, so a bad pointer costs nothing.
   auto out = mem.array(guest_u32(out_ptr), guest_u32(out_cap), sizeof(int32_t));
   if (!out) return ok_i32(REALM_E_BOUNDS);
+  fault::point(fault::Site::TOKENIZE);
   std::vector<int32_t> ids = m->tokenizer->encode(*text, (flags & REALM_TOKENIZE_ADD_SPECIAL) != 0,
                                                   (flags & REALM_TOKENIZE_PARSE_SPECIAL) != 0);
   if (ids.size() > static_cast<size_t>(INT32_MAX)) return ok_i32(REALM_E_LIMIT);
@@ -108,21 +154,36 @@ HostResult chat_template(HostCallContext& ctx, std::span<const Val> a) {
   if (!m) return ok_i32(REALM_E_HANDLE);
   auto msgs = ctx.memory().string(guest_u32(a[1].i32), guest_u32(a[2].i32));
   if (!msgs) return ok_i32(REALM_E_BOUNDS);
-  if (msgs->size() > kMaxTextBytes) return ok_i32(REALM_E_LIMIT);
-  if (a[3].i32 != 0 && a[3].i32 != 1) return ok_i32(REALM_E_INVALID);
+  InstanceState& st = state(ctx);
+  if (msgs->size() > kMaxTextBytes) {
+    return fail(st, REALM_E_LIMIT, "chat_template: ", msgs->size(),
+                " bytes of messages exceed the limit of ", kMaxTextBytes);
+  }
+  if (a[3].i32 != 0 && a[3].i32 != 1) {
+    return fail(st, REALM_E_INVALID, "chat_template: add_generation_prompt must be 0 or 1, got ",
+                a[3].i32);
+  }
   if (!ctx.memory().span(guest_u32(a[4].i32), 0) || a[5].i32 < 0) return ok_i32(REALM_E_BOUNDS);
-  if (!m->chat) return ok_i32(REALM_E_INTERNAL);
+  if (!m->chat) {
+    return fail(st, REALM_E_INVALID, "chat_template: model '", m->name,
+                "' has no usable chat template");
+  }
   chat::ChatInputs in;
   auto messages = chat::messages_from_json_text(*msgs, &in.extra);
-  if (!messages) return ok_i32(REALM_E_INVALID);
+  if (!messages) {
+    return fail(st, abi_status(messages.error().code), "chat_template: ", messages.error().message);
+  }
   in.messages = std::move(*messages);
   in.add_generation_prompt = a[3].i32 == 1;
   in.bos_token = m->chat->bos_token;
   in.eos_token = m->chat->eos_token;
   jinja::Limits lim;
   lim.max_output_bytes = kMaxTextBytes;
+  fault::point(fault::Site::CHAT_TEMPLATE);
   auto text = chat::render_chat(m->chat->source, in, lim);
-  if (!text) return ok_i32(REALM_E_INVALID);
+  if (!text) {
+    return fail(st, abi_status(text.error().code), "chat_template: ", text.error().message);
+  }
   return ok_i32(write_sized(ctx, a[4].i32, a[5].i32, *text));
 }
 
@@ -134,10 +195,17 @@ HostResult session_open(HostCallContext& ctx, std::span<const Val> a) {
   const auto& m = *mp;
   const int64_t train = m->model->hparams().n_ctx_train;
   int64_t n_ctx = a[1].i32;
-  if (n_ctx < 0) return ok_i32(REALM_E_INVALID);
+  if (n_ctx < 0) return fail(st, REALM_E_INVALID, "session_open: n_ctx ", n_ctx, " < 0");
   if (n_ctx == 0) n_ctx = std::min<int64_t>(train > 0 ? train : 4096, 4096);
-  if (n_ctx > st.limits->max_session_ctx(st.tenant->record)) return ok_i32(REALM_E_LIMIT);
-  if (!st.limits->acquire_session(st.tenant->record)) return ok_i32(REALM_E_LIMIT);
+  const int64_t max_ctx = st.limits->max_session_ctx(st.tenant->record);
+  if (n_ctx > max_ctx) {
+    return fail(st, REALM_E_LIMIT, "session_open: n_ctx ", n_ctx,
+                " exceeds the tenant's largest session context ", max_ctx);
+  }
+  if (!st.limits->acquire_session(st.tenant->record)) {
+    return fail(st, REALM_E_LIMIT,
+                "session_open: the tenant's concurrent-session limit is reached");
+  }
   OpenSession os;
   os.model = m;
   os.session = m->engine->open_session(n_ctx, kv_type(st.sandbox));
@@ -176,7 +244,8 @@ HostResult decode(HostCallContext& ctx, std::span<const Val> a) {
   if (req->cancelled()) return ok_i32(REALM_E_CANCELLED);
   const int32_t n_tokens = a[2].i32, logits_cap = a[4].i32;
   if (n_tokens <= 0 || n_tokens > kMaxDecodeTokens || logits_cap < 0) {
-    return ok_i32(REALM_E_INVALID);
+    return fail(st, REALM_E_INVALID, "decode: n_tokens must be in 1..", kMaxDecodeTokens, ", got ",
+                n_tokens);
   }
   const int32_t n_vocab = s->model->n_vocab;
   GuestMemory mem = ctx.memory();
@@ -188,9 +257,16 @@ HostResult decode(HostCallContext& ctx, std::span<const Val> a) {
   std::vector<int32_t> ids(static_cast<size_t>(n_tokens));
   std::memcpy(ids.data(), toks->data(), ids.size() * sizeof(int32_t));
   for (int32_t id : ids) {
-    if (id < 0 || id >= n_vocab) return ok_i32(REALM_E_INVALID);
+    if (id < 0 || id >= n_vocab) {
+      return fail(st, REALM_E_INVALID, "decode: token id ", id, " is out of range [0, ", n_vocab,
+                  ")");
+    }
   }
-  if (s->session->size() + n_tokens > s->session->n_ctx()) return ok_i32(REALM_E_LIMIT);
+  if (s->session->size() + n_tokens > s->session->n_ctx()) {
+    return fail(st, REALM_E_LIMIT, "decode: context full: ", s->session->size(),
+                " tokens in the session + ", n_tokens, " new exceed its context of ",
+                s->session->n_ctx());
+  }
   if (req->tokens_used + n_tokens > req->token_budget) {
     set_limit(*req, RequestError::TOKEN_LIMIT,
               "decoding " + std::to_string(n_tokens) +
@@ -201,32 +277,30 @@ HostResult decode(HostCallContext& ctx, std::span<const Val> a) {
     return ok_i32(REALM_E_LIMIT);
   }
   req->tokens_used += n_tokens;
-  // Long steps go in chunks, checking the cancel flag in between.
+  // The whole step goes to the engine, which cuts long ones into passes and withdraws the step
+  // when the request's cancel flag is set.
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t chunk = decode_chunk(st.sandbox);
-  std::vector<float> logits;
-  for (int64_t done = 0; done < n_tokens;) {
-    if (req->cancelled()) {
-      req->decode_ms +=
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      return ok_i32(REALM_E_CANCELLED);
-    }
-    const int64_t n = std::min<int64_t>(chunk, n_tokens - done);
-    std::vector<int32_t> part(ids.begin() + done, ids.begin() + done + n);
-    auto r = s->model->engine->decode(*s->session, std::move(part));
-    if (!r) {
-      req->decode_ms +=
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      return ok_i32(REALM_E_INTERNAL);
-    }
-    done += n;
-    if (done == n_tokens) logits = std::move(r->logits);
-  }
+  auto r = s->model->engine->decode(*s->session, std::move(ids), false, req->cancel);
   req->decode_ms +=
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  if (logits.size() != static_cast<size_t>(n_vocab)) return ok_i32(REALM_E_INTERNAL);
-  std::memcpy(out->data(), logits.data(), logits.size() * sizeof(float));
+  if (!r) {
+    if (r.error().code == ErrorCode::INTERNAL) return host_fault(st, "decode", r.error());
+    return fail(st, abi_status(r.error().code), "decode: ", r.error().message);
+  }
+  if (r->logits.size() != static_cast<size_t>(n_vocab)) {
+    return host_fault(
+        st, "decode",
+        make_error("the engine returned ", r->logits.size(), " logits, not ", n_vocab));
+  }
+  std::memcpy(out->data(), r->logits.data(), r->logits.size() * sizeof(float));
   return ok_i32(n_vocab);
+}
+
+// realm.host_error(buf_ptr, buf_cap) -> i32: why the last failing host import failed (sized
+// output; "" when none has).
+HostResult host_error(HostCallContext& ctx, std::span<const Val> a) {
+  InstanceState& st = state(ctx);
+  return ok_i32(write_sized(ctx, a[0].i32, a[1].i32, st.host_error));
 }
 
 HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
@@ -252,8 +326,12 @@ HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
                   std::to_string(req->max_output) + " per request)");
     return ok_i32(REALM_E_LIMIT);
   }
-  if (kind == REALM_EMIT_FINAL && req->final_emitted) return ok_i32(REALM_E_STATE);
-  if (!nlohmann::json::accept(*text)) return ok_i32(REALM_E_INVALID);
+  if (kind == REALM_EMIT_FINAL && req->final_emitted) {
+    return fail(st, REALM_E_STATE, "emit: the final result was already emitted");
+  }
+  if (!nlohmann::json::accept(*text)) {
+    return fail(st, REALM_E_INVALID, "emit: the event is not one JSON value");
+  }
   req->output_bytes += len;
   if (kind == REALM_EMIT_FINAL) {
     req->final_emitted = true;
@@ -403,6 +481,7 @@ std::vector<HostImport> make_host_imports() {
       {"realm", "emit", fn({i32, i32, i32}, {i32}), emit},
       {"realm", "log", fn({i32, i32, i32}, {}), log},
       {"realm", "clock_ms", fn({}, {f64}), clock_ms},
+      {"realm", "host_error", fn({i32, i32}, {i32}), host_error},
   };
   const std::string w = "wasi_snapshot_preview1";
   t.push_back({w, "fd_write", fn({i32, i32, i32, i32}, {i32}), fd_write});
@@ -461,6 +540,7 @@ InstanceState::~InstanceState() {
 void InstanceState::begin_request(Request* r) {
   request = r;
   host_trap_kind = RequestError::NONE;
+  host_error.clear();
 }
 
 void InstanceState::end_request() {

@@ -144,8 +144,12 @@ struct InstanceState {
   // Log rate: a token bucket of lines (refilled at kLogLinesPerSecond, at most kLogBurst).
   double log_tokens = 100;
   std::chrono::steady_clock::time_point log_refill = std::chrono::steady_clock::now();
-  // Set by a host function that traps the guest (an exceeded limit, proc_exit).
+  // Set by a host function that traps the guest (an exceeded limit, proc_exit, a host fault).
   RequestError host_trap_kind = RequestError::NONE;
+  // Why the last host import that returned an error code failed, in this request (or, before
+  // the first, while the instance was created); "" when none has. Readable by the guest through
+  // realm.host_error, and added to the message of a request that fails.
+  std::string host_error;
   std::mt19937_64 rng{std::random_device{}()};
 
   ~InstanceState();
@@ -165,7 +169,6 @@ std::vector<HostImport> make_host_imports();
 // Hooks into the sandbox (sandbox.cc).
 std::shared_ptr<const HostModel> find_host_model(Sandbox::Impl* impl, std::string_view name);
 void tenant_log(Sandbox::Impl* impl, const std::string& tenant, int level, std::string_view text);
-int64_t decode_chunk(Sandbox::Impl* impl);
 model::KvType kv_type(Sandbox::Impl* impl);
 
 }  // namespace realm::sandbox

@@ -56,6 +56,13 @@ std::string_view request_error_name(RequestError e) {
 
 namespace {
 
+RequestResult cancelled_result(const char* why) {
+  RequestResult r;
+  r.error = RequestError::CANCELLED;
+  r.message = std::string("cancelled: ") + why;
+  return r;
+}
+
 double ms_between(std::chrono::steady_clock::time_point a,
                   std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -106,7 +113,7 @@ struct Sandbox::Impl {
   mutable std::shared_mutex models_mu;
   std::map<std::string, std::shared_ptr<HostModel>, std::less<>> models;
 
-  std::mutex queue_mu;
+  mutable std::mutex queue_mu;
   std::condition_variable queue_cv;
   std::deque<std::unique_ptr<Job>> queue;
   bool stop = false;
@@ -321,7 +328,8 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
       r.error = st->memory_at_cap() ? RequestError::MEMORY_LIMIT : RequestError::GUEST_ERROR;
       r.message = std::string(request_error_name(r.error)) + ": realm_generate returned " +
                   std::to_string(status) + " (" + realm_status_name(status) + ")" +
-                  (why.empty() ? "" : ": " + why);
+                  (why.empty() ? "" : ": " + why) +
+                  (st->host_error.empty() ? "" : " (host: " + st->host_error + ")");
     } else if (!req.final_emitted) {
       r.error = RequestError::ABI_MISUSE;
       r.message = "ABI misuse: realm_generate returned " + std::to_string(status) +
@@ -358,9 +366,13 @@ void Sandbox::Impl::worker_loop(int /*index*/) {
     {
       std::unique_lock<std::mutex> lock(queue_mu);
       queue_cv.wait(lock, [&] { return stop || !queue.empty(); });
-      if (stop && queue.empty()) break;
+      if (stop) break;  // the destructor ends the queued jobs
       job = std::move(queue.front());
       queue.pop_front();
+    }
+    if (job->cancel->load()) {  // cancelled while it waited: never started
+      job->promise.set_value(cancelled_result("cancelled before it started"));
+      continue;
     }
     if (!isolate) {
       auto iso = engine->create_isolate();
@@ -374,7 +386,18 @@ void Sandbox::Impl::worker_loop(int /*index*/) {
       isolate = std::move(*iso);
     }
     bool drop_isolate = false;
-    RequestResult r = run_job(*isolate, *job, cache, drop_isolate);
+    RequestResult r;
+    try {
+      r = run_job(*isolate, *job, cache, drop_isolate);
+    } catch (const std::exception& e) {
+      // A host fault outside guest code (host functions catch their own): the request fails, and
+      // this worker starts over with a fresh isolate, since its state may be half-updated.
+      r = RequestResult{};
+      r.error = RequestError::INTERNAL;
+      r.message = std::string("internal error: ") + e.what();
+      r.instance_discarded = true;
+      drop_isolate = true;
+    }
     if (drop_isolate) {
       // The isolate's heap hit its limit: start over with a fresh one.
       cache.clear();
@@ -394,12 +417,39 @@ void Sandbox::Impl::worker_loop(int /*index*/) {
 Sandbox::Sandbox(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Sandbox::~Sandbox() {
+  std::deque<std::unique_ptr<Job>> queued;
   {
     std::lock_guard<std::mutex> lock(impl_->queue_mu);
     impl_->stop = true;
+    queued.swap(impl_->queue);
   }
   impl_->queue_cv.notify_all();
+  // Queued requests are not run: they end as cancelled. Running ones finish first.
+  for (auto& job : queued) job->promise.set_value(cancelled_result("the sandbox is shutting down"));
   for (auto& t : impl_->workers) t.join();
+}
+
+void Sandbox::cancel(const std::shared_ptr<std::atomic<bool>>& flag) {
+  if (!flag) return;
+  flag->store(true);
+  std::vector<std::unique_ptr<Job>> removed;
+  {
+    std::lock_guard<std::mutex> lock(impl_->queue_mu);
+    for (auto it = impl_->queue.begin(); it != impl_->queue.end();) {
+      if ((*it)->cancel == flag) {
+        removed.push_back(std::move(*it));
+        it = impl_->queue.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& job : removed) job->promise.set_value(cancelled_result("cancelled before it started"));
+}
+
+size_t Sandbox::queued() const {
+  std::lock_guard<std::mutex> lock(impl_->queue_mu);
+  return impl_->queue.size();
 }
 
 Expected<std::unique_ptr<Sandbox>> Sandbox::create(SandboxOptions options) {
@@ -408,7 +458,6 @@ Expected<std::unique_ptr<Sandbox>> Sandbox::create(SandboxOptions options) {
     return make_error("n_workers must be in 1..4096, got ", options.n_workers);
   }
   if (!options.limits) options.limits = std::make_shared<RecordLimits>();
-  if (options.decode_chunk < 1) options.decode_chunk = 1;
   auto engine = make_v8_engine(options.engine);
   if (!engine) return engine.take_error();
   impl->engine = std::move(*engine);
@@ -552,10 +601,6 @@ std::shared_ptr<const HostModel> find_host_model(Sandbox::Impl* impl, std::strin
 
 void tenant_log(Sandbox::Impl* impl, const std::string& tenant, int level, std::string_view text) {
   impl->log(tenant, level, text);
-}
-
-int64_t decode_chunk(Sandbox::Impl* impl) {
-  return impl->options.decode_chunk;
 }
 
 model::KvType kv_type(Sandbox::Impl* impl) {

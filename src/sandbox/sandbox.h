@@ -37,9 +37,6 @@ struct SandboxOptions {
   // Tenant instances each worker keeps (least recently used ones are dropped past this).
   int instances_per_worker = 64;
   model::KvType kv_type = model::KvType::F16;
-  // The decode import runs a long step in chunks of this many tokens, checking the request's
-  // cancel flag between chunks (the engine batches other tenants' steps in between as well).
-  int64_t decode_chunk = 256;
   // Per-tenant limits; default: RecordLimits (the values in each TenantRecord).
   std::shared_ptr<Limits> limits;
   // Tenant log lines (the `log` import, the guest's stdout/stderr); default: stderr.
@@ -106,11 +103,17 @@ class Sandbox {
   // Adds (or replaces) a tenant running `module`.
   Status add_tenant(TenantRecord record, std::shared_ptr<const WasmModule> module);
 
-  // Runs one request (JSON, docs/abi.md) for the tenant on a worker. `cancel` (optional) can be
-  // set by the caller to stop it (the guest then sees "client gone" / REALM_E_CANCELLED).
+  // Runs one request (JSON, docs/abi.md) for the tenant on a worker. `cancel` (optional) stops
+  // it: pass it to cancel() (or set it) and a queued request ends as CANCELLED without starting, a
+  // running one sees "client gone" / REALM_E_CANCELLED and its queued engine steps are withdrawn.
+  // Requests still queued when the sandbox is destroyed end as CANCELLED, unrun.
   std::future<RequestResult> submit(const std::string& tenant, std::string request_json,
                                     EventCallback on_event,
                                     std::shared_ptr<std::atomic<bool>> cancel = nullptr);
+  // Sets `flag` and removes the requests queued with it (their results: CANCELLED).
+  void cancel(const std::shared_ptr<std::atomic<bool>>& flag);
+  // Requests waiting for a worker.
+  size_t queued() const;
   // submit() and wait.
   RequestResult run_request(const std::string& tenant, std::string request_json,
                             EventCallback on_event);

@@ -240,7 +240,18 @@ void V8Instance::host_callback(const v8::FunctionCallbackInfo<v8::Value>& info) 
         break;
     }
   }
-  HostResult r = imp.fn(*self, std::span<const Val>(args, n));
+  // No C++ exception may unwind through V8's frames: a host function that throws (an allocation
+  // failure, a throwing event callback) becomes a host fault of this call, which traps the guest.
+  HostResult r = make_error(ErrorCode::INTERNAL, "not run");
+  try {
+    r = imp.fn(*self, std::span<const Val>(args, n));
+  } catch (const std::exception& e) {
+    r = make_error(ErrorCode::INTERNAL, "host fault in ", imp.module, ".", imp.name, ": ",
+                   e.what());
+  } catch (...) {
+    r = make_error(ErrorCode::INTERNAL, "host fault in ", imp.module, ".", imp.name,
+                   ": unknown exception");
+  }
   slot->resume();
   if (!r) {
     self->host_faulted_ = true;

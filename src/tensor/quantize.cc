@@ -3,8 +3,9 @@
 // ggml's reference code is compiled for baseline x86-64 where there is no FMA either).
 #include "tensor/quantize.h"
 
+#include "util/check.h"
+
 #include <algorithm>
-#include <cassert>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -291,7 +292,7 @@ void quantize_row_bf16_ref(const float* x, Bf16* y, int64_t n) {
 }
 
 void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
     float max, amax;
     signed_abs_max(x, kQK, max, amax);
@@ -309,7 +310,7 @@ void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t n) {
 }
 
 void quantize_row_q4_1_ref(const float* x, BlockQ4_1* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
     float min = FLT_MAX;
     float max = -FLT_MAX;
@@ -332,7 +333,7 @@ void quantize_row_q4_1_ref(const float* x, BlockQ4_1* y, int64_t n) {
 }
 
 void quantize_row_q5_0_ref(const float* x, BlockQ5_0* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
     float max, amax;
     signed_abs_max(x, kQK, max, amax);
@@ -354,7 +355,7 @@ void quantize_row_q5_0_ref(const float* x, BlockQ5_0* y, int64_t n) {
 }
 
 void quantize_row_q5_1_ref(const float* x, BlockQ5_1* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
     float min = FLT_MAX;
     float max = -FLT_MAX;
@@ -381,7 +382,7 @@ void quantize_row_q5_1_ref(const float* x, BlockQ5_1* y, int64_t n) {
 }
 
 void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
     float amax = 0.0f;
     for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
@@ -393,7 +394,7 @@ void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n) {
 }
 
 void quantize_row_q8_1_ref(const float* x, BlockQ8_1* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
     float amax = 0.0f;
     for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
@@ -427,12 +428,12 @@ float quantize_block_q8_ggml_cpu(const float* x, Block& y) {
 }
 
 void quantize_row_q8_0_ggml_cpu(const float* x, BlockQ8_0* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) quantize_block_q8_ggml_cpu(x, y[b]);
 }
 
 void quantize_row_q8_1_ggml_cpu(const float* x, BlockQ8_1* y, int64_t n) {
-  assert(n % kQK == 0);
+  REALM_CHECK(n % kQK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
     y[b].s = to_f16(quantize_block_q8_ggml_cpu(x, y[b]));
   }
@@ -441,7 +442,7 @@ void quantize_row_q8_1_ggml_cpu(const float* x, BlockQ8_1* y, int64_t n) {
 // ---- K types ---------------------------------------------------------------------------------
 
 void quantize_row_q2_k_ref(const float* x, BlockQ2_K* y, int64_t n) {
-  assert(n % kQKK == 0);
+  REALM_CHECK(n % kQKK == 0, "row length not a multiple of the block size");
   constexpr float kQ4Scale = 15.f;
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
     uint8_t L[kQKK];
@@ -492,7 +493,7 @@ void quantize_row_q2_k_ref(const float* x, BlockQ2_K* y, int64_t n) {
 }
 
 void quantize_row_q3_k_ref(const float* x, BlockQ3_K* y, int64_t n) {
-  assert(n % kQKK == 0);
+  REALM_CHECK(n % kQKK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
     int8_t L[kQKK];
     float scales[kQKK / 16];
@@ -549,7 +550,7 @@ void quantize_row_q3_k_ref(const float* x, BlockQ3_K* y, int64_t n) {
 }
 
 void quantize_row_q4_k_ref(const float* x, BlockQ4_K* y, int64_t n) {
-  assert(n % kQKK == 0);
+  REALM_CHECK(n % kQKK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
     uint8_t L[kQKK];
     quantize_k4_scales(x, y[b], L, 15, -1.f, 20);
@@ -561,7 +562,7 @@ void quantize_row_q4_k_ref(const float* x, BlockQ4_K* y, int64_t n) {
 }
 
 void quantize_row_q5_k_ref(const float* x, BlockQ5_K* y, int64_t n) {
-  assert(n % kQKK == 0);
+  REALM_CHECK(n % kQKK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
     uint8_t L[kQKK];
     quantize_k4_scales(x, y[b], L, 31, -0.5f, 15);
@@ -590,7 +591,7 @@ void quantize_row_q5_k_ref(const float* x, BlockQ5_K* y, int64_t n) {
 }
 
 void quantize_row_q6_k_ref(const float* x, BlockQ6_K* y, int64_t n) {
-  assert(n % kQKK == 0);
+  REALM_CHECK(n % kQKK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
     int8_t L[kQKK];
     float scales[kQKK / 16];
@@ -641,7 +642,7 @@ void quantize_row_q6_k_ref(const float* x, BlockQ6_K* y, int64_t n) {
 }
 
 void quantize_row_q8_k_ref(const float* x, BlockQ8_K* y, int64_t n) {
-  assert(n % kQKK == 0);
+  REALM_CHECK(n % kQKK == 0, "row length not a multiple of the block size");
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
     float max, amax;
     signed_abs_max(x, kQKK, max, amax);

@@ -41,7 +41,8 @@ const MODELS = [
 ];
 const PROMPTS = [
   "The quick brown fox jumps over the lazy dog",
-  // > 64 tokens: a prompt that long takes llama.cpp's tiled flash-attention kernel (F16 cache).
+  // > 64 tokens: a prompt that long takes llama.cpp's tiled flash-attention kernel (F16 cache),
+  // realm its one-query kernel for every row (docs/model.md), so the default config allows more.
   Array.from({length: 12}, (_, i) => `Step ${i + 1}: count the apples, then the pears.`).join(" "),
 ];
 // tolerance: max |delta log-prob|. With an F32 cache both sides do the same arithmetic up to
@@ -50,10 +51,14 @@ const PROMPTS = [
 // round a K/V cache entry or the F16 V accumulator to the neighbouring F16 value (2^-11 relative),
 // which random weights amplify: measured 1e-5 .. 3e-3, as model_test sees against a native
 // llama.cpp build (synth-256x2.f32). That check guards against gross errors in the F16 path.
+// For prompts of >= 64 tokens llama.cpp switches to its tiled kernel (F32 query and accumulator),
+// while realm keeps the one-query arithmetic for every row so that its logits never depend on how
+// a prompt is split into steps: there the two differ by the F16 accumulator's rounding, measured
+// 2.4e-2 .. 5.6e-2 (tiledTolerance).
 const CONFIGS = [
   {name: "f32kv", tolerance: 1e-4, realm: ["--kv-type", "f32"],
    ctx: {flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"}},
-  {name: "default", tolerance: 2e-2, realm: [], ctx: {}},
+  {name: "default", tolerance: 2e-2, tiledTolerance: 0.1, realm: [], ctx: {}},
 ];
 
 function run(cmd, argv) {
@@ -128,7 +133,8 @@ for (const m of MODELS) {
         maxDelta = Math.max(maxDelta, Math.abs(ours[t] - ref[t]));
         ++compared;
       }
-      if (!(maxDelta <= cfg.tolerance)) problems.push(`max |delta log-prob| ${maxDelta.toExponential(2)} > ${cfg.tolerance}`);
+      const tolerance = cfg.tiledTolerance && realm.prompt_ids.length >= 64 ? cfg.tiledTolerance : cfg.tolerance;
+      if (!(maxDelta <= tolerance)) problems.push(`max |delta log-prob| ${maxDelta.toExponential(2)} > ${tolerance}`);
 
       // Greedy ids up to the first near-tie (where a 1e-4 difference may pick the other token).
       let same = 0, note = "";
@@ -146,7 +152,7 @@ for (const m of MODELS) {
       if (!ok) ++failures;
       console.log(`${ok ? "PASS" : "FAIL"} ${m.preset.padEnd(17)} ${cfg.name.padEnd(7)} prompt ${pi} ` +
                   `(${String(realm.prompt_ids.length).padStart(3)} tokens): max |delta log-prob| ` +
-                  `${maxDelta.toExponential(2)} (tolerance ${cfg.tolerance}) over ${compared} tokens, greedy ${same}/${N_GREEDY} equal${note}` +
+                  `${maxDelta.toExponential(2)} (tolerance ${tolerance}) over ${compared} tokens, greedy ${same}/${N_GREEDY} equal${note}` +
                   (ok ? "" : `\n     ${problems.join("\n     ")}`));
     }
   }
