@@ -12,8 +12,16 @@ namespace realm::guest {
 
 namespace {
 
+// A failed import's status, with the host's reason when it gave one (realm.host_error).
 std::string status_text(int32_t code) {
-  return std::string(realm_status_name(code)) + " (" + std::to_string(code) + ")";
+  std::string out = std::string(realm_status_name(code)) + " (" + std::to_string(code) + ")";
+  std::string why;
+  if (call_sized(why, [](char* buf, int32_t cap) { return realm_host_error(buf, cap); }) ==
+          REALM_OK &&
+      !why.empty()) {
+    out += ": " + why;
+  }
+  return out;
 }
 
 // Reads an optional integer field into `out` (range-checked); false with `error` set on a

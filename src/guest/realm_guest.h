@@ -64,6 +64,8 @@ REALM_IMPORT(emit) int32_t realm_emit(int32_t kind, const char* ptr, int32_t len
 REALM_IMPORT(log) void realm_log(int32_t level, const char* ptr, int32_t len);
 /* Monotonic milliseconds. */
 REALM_IMPORT(clock_ms) double realm_clock_ms(void);
+/* Why the last host import that returned an error failed (empty when none has); sized output. */
+REALM_IMPORT(host_error) int32_t realm_host_error(char* buf, int32_t buf_cap);
 
 #ifdef __cplusplus
 } /* extern "C" */

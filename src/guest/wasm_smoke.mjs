@@ -73,6 +73,7 @@ function makeHost(opts = {}) {
     },
     log: (lvl, p, n) => {},
     clock_ms: () => performance.now(),
+    host_error: (p, cap) => sized(enc.encode(h.hostError ?? ''), p, cap),
   };
   // Time spent in host imports (the mock's own cost, decode included) is not guest time.
   h.importMs = 0;

@@ -329,7 +329,9 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
       r.message = std::string(request_error_name(r.error)) + ": realm_generate returned " +
                   std::to_string(status) + " (" + realm_status_name(status) + ")" +
                   (why.empty() ? "" : ": " + why) +
-                  (st->host_error.empty() ? "" : " (host: " + st->host_error + ")");
+                  (st->host_error.empty() || why.find(st->host_error) != std::string::npos
+                       ? ""
+                       : " (host: " + st->host_error + ")");
     } else if (!req.final_emitted) {
       r.error = RequestError::ABI_MISUSE;
       r.message = "ABI misuse: realm_generate returned " + std::to_string(status) +
