@@ -1,4 +1,5 @@
 #include "engine/engine.h"
+#include "util/fault_injection.h"
 
 #include <gtest/gtest.h>
 
@@ -7,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <atomic>
 #include <thread>
 
 #include "engine/generate.h"
@@ -188,18 +190,108 @@ TEST(EngineErrors, BadStepsFailThroughTheFuture) {
   auto s = engine.open_session(4);
   auto r = engine.decode(*s, {});
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::INVALID_ARGUMENT);
   r = engine.decode(*s, {1, 2, 3, 4, 5});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("context full"), std::string::npos);
+  EXPECT_EQ(r.error().code, ErrorCode::LIMIT);
   r = engine.decode(*s, {-1});
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("token id -1"), std::string::npos);
+  EXPECT_EQ(r.error().code, ErrorCode::INVALID_ARGUMENT);
   r = engine.decode(*s, {1, 2});
   ASSERT_TRUE(r.ok());
   s->truncate(1);
   EXPECT_EQ(s->size(), 1);
   r = engine.decode(*s, {5, 6, 7});
   EXPECT_TRUE(r.ok());
+}
+
+// Prompts cut by the engine's per-pass budget while other sessions' steps share the passes (a
+// budget-dependent remainder every time) give the same logits, at every position, as one pass.
+TEST(EngineBatching, LogitsDoNotDependOnTheBudgetOrTheLoad) {
+  Loaded l = load("models/quant/synth-128x2.Q4_K_M.gguf");
+  ASSERT_TRUE(l.model);
+  const size_t V = static_cast<size_t>(l.model->hparams().n_vocab);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 300; ++i) prompt.push_back((i * 53) % 500 + 3);
+  Engine alone(l.model, {2, 4096});
+  auto s0 = alone.open_session(512);
+  auto want = alone.decode(*s0, prompt, true);
+  ASSERT_TRUE(want.ok());
+  ASSERT_EQ(want->logits.size(), prompt.size() * V);
+  for (int64_t budget : {1, 7, 64, 100, 256}) {
+    Engine engine(l.model, {2, budget});
+    // Two other sessions keep decoding while the prompt goes through.
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> noise;
+    for (int k = 0; k < 2; ++k) {
+      noise.emplace_back([&, k] {
+        auto s = engine.open_session(512);
+        for (int i = 0; !stop && s->size() < 500; ++i) {
+          if (!engine.decode(*s, {(k * 31 + i) % 500 + 3}).ok()) return;
+        }
+      });
+    }
+    auto s = engine.open_session(512);
+    auto got = engine.decode(*s, prompt, true);
+    stop = true;
+    for (auto& t : noise) t.join();
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_EQ(got->logits, want->logits) << "budget " << budget;
+  }
+}
+
+// A step whose cancel flag is set is withdrawn (CANCELLED) and its session left as before; the
+// engine keeps serving.
+TEST(EngineErrors, CancelledStepsAreWithdrawn) {
+  Loaded l = load("models/quant/synth-128x2.Q4_K_M.gguf");
+  ASSERT_TRUE(l.model);
+  Engine engine(l.model, {2, 8});  // 8 tokens per pass: a long prompt takes many passes
+  auto s = engine.open_session(4096);
+  std::vector<int32_t> prompt(2000, 5);
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto f = engine.submit(*s, prompt, false, cancel);
+  while (engine.batches_run() < 3) std::this_thread::yield();
+  cancel->store(true);
+  auto r = f.get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::CANCELLED);
+  EXPECT_EQ(s->size(), 0);  // the tokens it had run are dropped
+  EXPECT_LT(engine.tokens_run(), 2000u);
+  // Set before the step runs: never run.
+  auto pre = std::make_shared<std::atomic<bool>>(true);
+  const uint64_t before = engine.tokens_run();
+  r = engine.decode(*s, {1, 2, 3}, false, pre);
+  EXPECT_EQ(r.error().code, ErrorCode::CANCELLED);
+  EXPECT_EQ(engine.tokens_run(), before);
+  r = engine.decode(*s, {1, 2, 3});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(s->size(), 3);
+}
+
+// An allocation failure inside a forward pass fails the steps of that pass (INTERNAL), restores
+// their sessions, and the next step succeeds with the same logits as if nothing had happened.
+TEST(EngineErrors, AFaultInAPassFailsOnlyThatPass) {
+  Loaded l = load("models/stories260K.gguf");
+  ASSERT_TRUE(l.model);
+  Engine engine(l.model, {1, 512});
+  auto s = engine.open_session(64);
+  auto ok = engine.decode(*s, {1, 400, 401});
+  ASSERT_TRUE(ok.ok());
+  fault::arm(fault::Site::FORWARD);
+  auto r = engine.decode(*s, {402, 403});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::INTERNAL);
+  EXPECT_NE(r.error().message.find("bad_alloc"), std::string::npos) << r.error().message;
+  EXPECT_EQ(s->size(), 3);
+  r = engine.decode(*s, {402, 403});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  Engine fresh(l.model, {1, 512});
+  auto s2 = fresh.open_session(64);
+  auto want = fresh.decode(*s2, {1, 400, 401, 402, 403});
+  ASSERT_TRUE(want.ok());
+  EXPECT_EQ(r->logits, want->logits);
 }
 
 }  // namespace

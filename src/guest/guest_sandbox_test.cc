@@ -11,6 +11,7 @@
 #include "gguf/writer.h"
 #include "sandbox/sandbox.h"
 #include "tokenizer/chat_template.h"
+#include "util/fault_injection.h"
 #include "util/test_data.h"
 
 namespace realm::guest {
@@ -306,6 +307,37 @@ TEST_F(GuestSandbox, ErrorsAreStatusCodesWithMessages) {
   EXPECT_EQ(g.result.error, sandbox::RequestError::GUEST_ERROR);
   EXPECT_NE(g.result.message.find("largest session context"), std::string::npos)
       << g.result.message;
+}
+
+// An allocation failure in host work for a request (tokenizing its prompt, rendering its chat
+// template, its forward pass) or an event callback that throws ends that request with an internal
+// error naming the cause; the process survives and the next request gets its normal result.
+TEST_F(GuestSandbox, HostFaultsEndOnlyTheirRequest) {
+  const Json prompt_req = {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}};
+  const Json chat_req = {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
+                         {"max_tokens", 8},
+                         {"temperature", 0}};
+  const std::pair<fault::Site, Json> cases[] = {{fault::Site::TOKENIZE, prompt_req},
+                                                {fault::Site::CHAT_TEMPLATE, chat_req},
+                                                {fault::Site::FORWARD, prompt_req}};
+  for (const auto& [site, req] : cases) {
+    SCOPED_TRACE(req.dump());
+    fault::arm(site);
+    const GuestRun g = run("realm_default", req);
+    fault::arm(site, 0);
+    EXPECT_EQ(g.result.error, sandbox::RequestError::INTERNAL) << g.result.message;
+    EXPECT_NE(g.result.message.find("host fault"), std::string::npos) << g.result.message;
+    EXPECT_NE(g.result.message.find("bad_alloc"), std::string::npos) << g.result.message;
+    expect_same(req);
+  }
+  Json req = prompt_req;
+  req["model"] = "stories";
+  const auto r = sandbox_->run_request("realm_default", req.dump(), [](int, std::string_view) -> bool {
+    throw std::runtime_error("the client's event sink broke");
+  });
+  EXPECT_EQ(r.error, sandbox::RequestError::INTERNAL) << r.message;
+  EXPECT_NE(r.message.find("the client's event sink broke"), std::string::npos) << r.message;
+  expect_same(prompt_req);
 }
 
 size_t sentence_ends(const std::string& s) {

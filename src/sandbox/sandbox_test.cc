@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace realm::sandbox {
 namespace {
@@ -450,6 +451,82 @@ TEST(SandboxConcurrency, OtherTenantsKeepRunning) {
   EXPECT_GT(ok, 0);
   EXPECT_EQ(spin.get().error, RequestError::TIMEOUT);
   EXPECT_EQ(bomb.get().error, RequestError::MEMORY_LIMIT);
+}
+
+// A sandbox of one worker held by a guest spinning to its time limit, with requests queued
+// behind it.
+struct BusySandbox {
+  std::unique_ptr<Sandbox> sb;
+  std::future<RequestResult> spin;
+  static constexpr const char* kRequest =
+      R"({"model":"stories","prompt":"Once upon a time","max_tokens":8})";
+  BusySandbox() {
+    SandboxOptions o;
+    o.n_workers = 1;
+    o.log = [](const std::string&, int, std::string_view) {};
+    auto created = Sandbox::create(o);
+    EXPECT_TRUE(created) << created.error().message;
+    sb = std::move(*created);
+    auto model = model::Model::load(shared_path("models/stories260K.gguf"));
+    EXPECT_TRUE(model);
+    EXPECT_TRUE(sb->add_model("stories", *model, {1, 512}));
+    TenantLimits l;
+    l.call_time = std::chrono::milliseconds(1500);
+    for (const char* name : {"normal", "loop_generate"}) {
+      auto m = sb->load_module(kGuestDir + "/sbx_" + name + ".wasm");
+      EXPECT_TRUE(m) << m.error().message;
+      EXPECT_TRUE(sb->add_tenant({name, {"stories"}, l}, *m));
+    }
+    spin = sb->submit("loop_generate", kRequest, nullptr);
+    while (sb->queued() > 0) std::this_thread::yield();  // the worker has taken it
+  }
+};
+
+// A queued request that is cancelled leaves the queue at once, unrun; the others still run.
+TEST(SandboxQueue, CancelledRequestsLeaveTheQueueBeforeTheyStart) {
+  BusySandbox b;
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  bool ran = false;
+  auto cancelled = b.sb->submit("normal", BusySandbox::kRequest, [&](int, std::string_view) {
+    ran = true;
+    return true;
+  }, flag);
+  auto kept = b.sb->submit("normal", BusySandbox::kRequest, nullptr);
+  EXPECT_EQ(b.sb->queued(), 2u);
+  b.sb->cancel(flag);
+  EXPECT_EQ(b.sb->queued(), 1u);
+  ASSERT_EQ(cancelled.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  const RequestResult r = cancelled.get();
+  EXPECT_EQ(r.error, RequestError::CANCELLED);
+  EXPECT_NE(r.message.find("before it started"), std::string::npos) << r.message;
+  EXPECT_EQ(b.spin.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(b.spin.get().error, RequestError::TIMEOUT);
+  EXPECT_TRUE(kept.get().ok());
+  EXPECT_FALSE(ran);
+}
+
+// Destroying the sandbox ends its queued requests as cancelled without running them.
+TEST(SandboxQueue, TheDestructorDoesNotRunQueuedRequests) {
+  std::atomic<int> events{0};
+  std::vector<std::future<RequestResult>> queued;
+  std::future<RequestResult> spin;
+  {
+    BusySandbox b;
+    spin = std::move(b.spin);
+    for (int i = 0; i < 3; ++i) {
+      queued.push_back(b.sb->submit("normal", BusySandbox::kRequest, [&](int, std::string_view) {
+        ++events;
+        return true;
+      }));
+    }
+  }
+  for (auto& f : queued) {
+    const RequestResult r = f.get();
+    EXPECT_EQ(r.error, RequestError::CANCELLED);
+    EXPECT_NE(r.message.find("shutting down"), std::string::npos) << r.message;
+  }
+  EXPECT_EQ(events.load(), 0);
+  EXPECT_EQ(spin.get().error, RequestError::TIMEOUT);  // the running one finished
 }
 
 // 32 requests live at once (each holds the others at a barrier in its first event), then all
