@@ -37,7 +37,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-p,--n-prompt", a->pp, "Prompt tokens for pp (default 128, 0 = skip)");
   cmd->add_option("-n,--n-gen", a->tg, "Generated tokens for tg (default 64, 0 = skip)");
   cmd->add_option("-r,--repetitions", a->reps, "Repetitions (default 5; median reported)");
-  cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_option("-t,--threads", a->threads, "Threads (default, or 0: all cores)")
+      ->check(CLI::Range(0, kMaxThreads));
   cmd->add_option("--batch", a->batch, "Sessions decoding together in tg (default 1)");
   cmd->add_option("--kv-type", a->kv, "KV cache type f16 or f32");
   cmd->add_flag("--json", a->json, "Print one JSON object");

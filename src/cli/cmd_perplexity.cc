@@ -25,7 +25,8 @@ void add_perplexity_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
   cmd->add_option("-f,--file", a->file, "Text file")->required();
   cmd->add_option("-c,--ctx-size", a->ctx, "Chunk size in tokens (default 512)");
-  cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_option("-t,--threads", a->threads, "Threads (default, or 0: all cores)")
+      ->check(CLI::Range(0, kMaxThreads));
   cmd->add_flag("--json", a->json, "Print one JSON object at the end");
   cmd->callback([a, &exit_code] {
     std::ifstream in(a->file, std::ios::binary);

@@ -1,7 +1,7 @@
 // `realm run -m MODEL -p PROMPT [...]`: generates a continuation of PROMPT (BOS added per the
 // model's metadata, no chat template) and streams it to stdout; `--json` prints one object at the
 // end instead. By default the generation loop runs in the sandbox, in the default guest module
-// (bin/guests/realm_default.wasm next to the binary) or in `--guest FILE.wasm`; `--no-sandbox`
+// (bin/guests/realm_default.wasm, built into the binary) or in `--guest FILE.wasm`; `--no-sandbox`
 // runs the same loop natively (engine::generate). Both give the same ids.
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -18,6 +18,12 @@
 #include "sandbox/sandbox.h"
 #endif
 
+#if REALM_HAVE_DEFAULT_GUEST
+// bin/guests/realm_default.wasm, built into the binary (cmake/embed_file.cmake).
+extern const unsigned char realm_default_guest_wasm[];
+extern const unsigned long realm_default_guest_wasm_size;
+#endif
+
 namespace realm::cli {
 namespace {
 
@@ -29,10 +35,11 @@ struct RunArgs {
   int64_t seed = -1;
   int threads = 0;
   int64_t ctx = 0;
+  int64_t batch = 512;  // the engine's per-pass token budget
   bool json = false;
   std::vector<std::string> stop;
   bool no_sandbox = false;
-  std::string guest;  // custom guest module (default: the default guest next to the binary)
+  std::string guest;  // custom guest module (default: the built-in default guest)
 };
 
 Status validate(const RunArgs& a) {
@@ -44,8 +51,6 @@ Status validate(const RunArgs& a) {
   if (a.repeat_penalty <= 0.0f) {
     return make_error("--repeat-penalty must be > 0, got ", a.repeat_penalty);
   }
-  if (a.threads < 0 || a.threads > 512) return make_error("-t must be in 1..512, got ", a.threads);
-  if (a.ctx < 0) return make_error("-c must be > 0, got ", a.ctx);
   if (!model::kv_type_from_name(a.kv_type)) {
     return make_error("--kv-type must be f16 or f32, got '", a.kv_type, "'");
   }
@@ -70,12 +75,18 @@ struct RunOutput {
 };
 
 #if REALM_HAVE_SANDBOX
-// The default guest: bin/guests/realm_default.wasm beside the realm binary.
-std::string default_guest_path() {
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "guests/realm_default.wasm";
-  return (exe.parent_path() / "guests" / "realm_default.wasm").string();
+// The guest module a run uses: --guest FILE, else the built-in default guest.
+Expected<std::shared_ptr<const sandbox::WasmModule>> guest_module(sandbox::Sandbox& sb,
+                                                                  const std::string& path) {
+  if (!path.empty()) return sb.load_module(path);
+#if REALM_HAVE_DEFAULT_GUEST
+  return sb.compile_module(
+      std::span<const uint8_t>(realm_default_guest_wasm, realm_default_guest_wasm_size));
+#else
+  return make_error(ErrorCode::NOT_FOUND,
+                    "this build has no default guest (no wasm32 toolchain was found when it was "
+                    "built): pass --guest FILE.wasm or --no-sandbox");
+#endif
 }
 
 // Runs the request in the sandbox: one tenant, the model shared under its file stem.
@@ -87,9 +98,8 @@ Expected<RunOutput> run_sandboxed(const RunArgs& a, std::shared_ptr<const model:
   auto sb = sandbox::Sandbox::create(so);
   if (!sb) return sb.take_error();
   const std::string name = std::filesystem::path(a.model).stem().string();
-  REALM_TRY((*sb)->add_model(name, model, {threads, 512}));
-  const std::string guest = a.guest.empty() ? default_guest_path() : a.guest;
-  auto module = (*sb)->load_module(guest);
+  REALM_TRY((*sb)->add_model(name, model, {threads, a.batch}));
+  auto module = guest_module(**sb, a.guest);
   if (!module) return module.take_error();
   sandbox::TenantRecord tenant;
   tenant.id = "cli";
@@ -196,6 +206,9 @@ int run(const RunArgs& a) {
     std::cerr << "realm: error: " << a.model << ": " << tokenizer.error().message << "\n";
     return 1;
   }
+  for (const std::string& w : tokenizer->vocab().warnings()) {
+    std::cerr << "realm: warning: " << a.model << ": " << w << "\n";
+  }
   const auto& hp = (*model)->hparams();
   engine::GenerateParams gp;
   gp.max_tokens = a.n_predict;
@@ -223,7 +236,7 @@ int run(const RunArgs& a) {
     if (!a.logits_file.empty()) {
       // The guest keeps its logits; the host recomputes the prompt's last-position logits with
       // one native prefill, which gives the same bits (batch-invariant forward pass).
-      engine::Engine engine(*model, {threads, 512});
+      engine::Engine engine(*model, {threads, a.batch});
       auto session = engine.open_session(static_cast<int64_t>(prompt_ids.size()), gp.kv_type);
       auto step = engine.decode(*session, prompt_ids);
       if (!step || !write_logits(a.logits_file, step->logits)) {
@@ -237,7 +250,7 @@ int run(const RunArgs& a) {
     return 1;
 #endif
   }
-  engine::Engine engine(*model, {threads, 512});
+  engine::Engine engine(*model, {threads, a.batch});
   auto on_token = [&](const engine::TokenEvent& ev) {
     if (!a.json && !ev.text.empty()) {
       std::fwrite(ev.text.data(), 1, ev.text.size(), stdout);
@@ -280,8 +293,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--repeat-penalty", a->repeat_penalty, "Repetition penalty (default 1.0 = off)");
   cmd->add_option("--repeat-last-n", a->repeat_last_n, "Penalty window in tokens (default 64)");
   cmd->add_option("--seed", a->seed, "Sampling seed (default random)");
-  cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)");
-  cmd->add_option("-c,--ctx-size", a->ctx, "Context size (default min(trained, 4096))");
+  cmd->add_option("-t,--threads", a->threads, "Threads (default, or 0: all cores)")
+      ->check(CLI::Range(0, kMaxThreads));
+  cmd->add_option("-c,--ctx-size", a->ctx, "Context size (default, or 0: min(trained, 4096))")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("-b,--batch-size", a->batch,
+                  "Most tokens per forward pass; longer prompts run in several (default 512)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 (default) or f32");
   cmd->add_option("--stop", a->stop, "Stop string (repeatable)");
   cmd->add_flag("--json", a->json, "Print one JSON object at the end instead of streaming");

@@ -17,6 +17,10 @@ namespace realm::cli {
 #undef REALM_COMMAND
 
 // The -t/--threads value: as given when positive, else every core.
+// The largest -t any command accepts.
+inline constexpr int kMaxThreads = 512;
+
+// -t N: N threads, 0 (the default) every core.
 inline int resolve_threads(int requested) {
   return requested > 0 ? requested
                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -128,6 +128,57 @@ with tempfile.TemporaryDirectory() as tmp:
     r = realm_cmd("run", "-m", os.path.join(shared, "vocab/ggml-vocab-llama-spm.gguf"), "-p", "x")
     check(r.returncode == 1 and "missing tensor" in r.stderr, f"vocab-only model: {r.stderr!r}")
 
+    # Chunk invariance end to end: prompt lengths around the kernels' blocks and tiles and the old
+    # 256-token chunks give the same ids in the sandbox as natively, and the same --logits bytes
+    # whatever the per-pass budget (-b) cuts them into.
+    synth = os.path.join(shared, "models/quant/synth-128x2.Q4_K_M.gguf")
+    words = ("the of and to in is was for on that with as by at from this have an are or be not "
+             "but his they which one had you were her all she there would their we him been has "
+             "when who will more no if out so said what up its about into than them can only "
+             "other new some could time these two may then do first any my now such like").split()
+    text_words = [words[(i * 7919) % len(words)] for i in range(1200)]
+
+    def n_tokens(k):
+        r = realm_cmd("tokenize", "-m", synth, "-p", " ".join(text_words[:k]), "--add-special")
+        return len(json.loads(r.stdout))
+
+    def prompt_near(target):  # the shortest word prefix with at least `target` tokens
+        lo, hi = 1, len(text_words)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if n_tokens(mid) >= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        return " ".join(text_words[:lo])
+
+    for target in (63, 64, 65, 255, 256, 257, 287, 293, 511, 512, 513):
+        prompt = prompt_near(target)
+        runs = {}
+        for mode in ([], ["--no-sandbox"]):
+            r = realm_cmd("run", "-m", synth, "-p", prompt, "-n", "24", "--temp", "0", "--json",
+                          "-t", "2", "-c", "1024", *mode)
+            check(r.returncode == 0, f"{target}-token prompt {mode}: {r.stderr}")
+            runs[bool(mode)] = json.loads(r.stdout) if r.returncode == 0 else None
+        if runs[False] and runs[True]:
+            check(runs[False]["ids"] == runs[True]["ids"],
+                  f"{len(runs[True]['prompt_ids'])}-token prompt: sandbox and native ids differ")
+        blobs = set()
+        for batch in ("512", "1", "7", "64", "256"):
+            path = os.path.join(tmp, f"logits-b{batch}.bin")
+            r = realm_cmd("run", "-m", synth, "-p", prompt, "-n", "1", "--temp", "0", "-t", "2",
+                          "-c", "1024", "-b", batch, "--no-sandbox", "--logits", path)
+            check(r.returncode == 0, f"-b {batch}: {r.stderr}")
+            if r.returncode == 0:
+                blobs.add(open(path, "rb").read())
+        check(len(blobs) == 1, f"{target}-token prompt: --logits differ between -b values")
+    r = realm_cmd("run", "-m", stories, "-p", "x", "-b", "0")
+    check(r.returncode == 2 and "--batch-size" in r.stderr, f"-b 0: {r.returncode} {r.stderr!r}")
+    r = realm_cmd("run", "-m", stories, "-p", "x", "-t", "-1")
+    check(r.returncode == 2 and "--threads" in r.stderr, f"-t -1: {r.returncode} {r.stderr!r}")
+    r = realm_cmd("run", "-m", stories, "-p", "x", "-n", "2", "-t", "0", "-c", "0")
+    check(r.returncode == 0, f"-t 0 -c 0 (every core, the default context): {r.stderr!r}")
+
     # Perplexity, as llama-perplexity.
     pref = json.load(open(os.path.join(shared, "models/reference/perplexity.json")))
     text = os.path.join(shared, "models/reference/perplexity-text.txt")

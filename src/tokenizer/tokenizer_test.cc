@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "gguf/writer.h"
 #include "tokenizer/unicode.h"
 #include "util/test_data.h"
 
@@ -235,6 +237,26 @@ TEST(Spm, SegmentedMergeEqualsGlobalMerge) {
     EXPECT_EQ(Tokenizer::spm_merge_for_test(tok.vocab(), escaped, true),
               Tokenizer::spm_merge_for_test(tok.vocab(), escaped, false));
   }
+}
+
+// A special token id outside the vocabulary is not silently replaced: the loader keeps the
+// default id and says so (llama.cpp warns the same way).
+TEST(VocabMetadata, OutOfRangeSpecialIdsAreReported) {
+  auto src = gguf::GgufFile::open(shared_dir() + "/models/stories260K.gguf");
+  ASSERT_TRUE(src) << src.error().message;
+  auto w = gguf::GgufWriter::copy_of(*src);
+  w.set_kv("tokenizer.ggml.bos_token_id", gguf::Value::u32(40000));
+  const std::string path = ::testing::TempDir() + "/tokenizer_test_bad_bos.gguf";
+  ASSERT_TRUE(w.write_file(path));
+  auto t = Tokenizer::load(path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t->vocab().bos(), 1);
+  ASSERT_EQ(t->vocab().warnings().size(), 1u);
+  EXPECT_EQ(t->vocab().warnings()[0],
+            "tokenizer.ggml.bos_token_id = 40000 is out of range (the vocabulary has 512 tokens); "
+            "using the default id 1");
+  EXPECT_TRUE(vocab("llama-spm").vocab().warnings().empty());
 }
 
 }  // namespace

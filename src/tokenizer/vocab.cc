@@ -308,7 +308,17 @@ Expected<Vocab> Vocab::from_gguf(const gguf::GgufFile& file) {
       {"tokenizer.ggml.padding_token_id", &v.pad_}, {"tokenizer.ggml.mask_token_id", &v.mask_}};
   for (const auto& s : specials) {
     if (*s.id >= 0 && static_cast<size_t>(*s.id) >= n) *s.id = kNullToken;
-    if (auto id = file.get_uint(s.key); id && *id < n) *s.id = static_cast<TokenId>(*id);
+    auto id = file.get_uint(s.key);
+    if (!id) continue;
+    if (*id < n) {
+      *s.id = static_cast<TokenId>(*id);
+    } else if (!(*id == UINT32_MAX &&
+                 *s.id == kNullToken)) {  // -1 where none is the default: quiet
+      v.warnings_.push_back(
+          std::string(s.key) + " = " + std::to_string(*id) +
+          " is out of range (the vocabulary has " + std::to_string(n) + " tokens); using " +
+          (*s.id == kNullToken ? std::string("none") : "the default id " + std::to_string(*s.id)));
+    }
   }
   if (auto b = file.get_bool("tokenizer.ggml.add_bos_token")) v.add_bos_ = *b;
   if (auto b = file.get_bool("tokenizer.ggml.add_eos_token")) v.add_eos_ = *b;

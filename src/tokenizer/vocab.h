@@ -111,6 +111,9 @@ class Vocab {
   // Tokens that end generation (EOS, EOT, EOM and tokens recognized by their text, as llama.cpp).
   const std::vector<TokenId>& eog_ids() const { return eog_; }
   bool is_eog(TokenId id) const;
+  // What the loader had to correct in the file's metadata, one sentence each (a special token id
+  // out of range and the id used instead, as llama.cpp warns); callers show them to the user.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
@@ -181,6 +184,7 @@ class Vocab {
   std::unordered_map<std::string, char, StringHash, std::equal_to<>> spm_cut_blockers_;
   std::vector<size_t> spm_cut_blocker_lens_;
   std::vector<TokenId> eog_;
+  std::vector<std::string> warnings_;
   std::vector<TokenId> special_cache_;
   TokenId bos_ = kNullToken, eos_ = kNullToken, eot_ = kNullToken, eom_ = kNullToken;
   TokenId unk_ = kNullToken, pad_ = kNullToken, sep_ = kNullToken, mask_ = kNullToken;
