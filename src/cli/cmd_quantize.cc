@@ -29,7 +29,8 @@ void add_quantize_command(CLI::App& app, int& exit_code) {
   cmd->add_option("IN", a->in, "input GGUF file")->required();
   cmd->add_option("OUT", a->out, "output GGUF file")->required();
   cmd->add_option("TYPE", a->type, "llama.cpp file type name, e.g. Q4_K_M")->required();
-  cmd->add_option("-t,--threads", a->threads, "worker threads (default: all cores)");
+  cmd->add_option("-t,--threads", a->threads, "Worker threads (default, or 0: all cores)")
+      ->check(CLI::Range(0, kMaxThreads));
   cmd->add_flag("--allow-requantize", a->allow_requantize,
                 "allow converting tensors that are already quantized");
   cmd->add_flag("-q,--quiet", a->quiet, "print only errors");

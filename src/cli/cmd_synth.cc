@@ -59,7 +59,8 @@ void add_synth_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--name", a->name, "general.name");
   cmd->add_option("--output-gain", a->output_gain,
                   "std of output.weight times sqrt(n_embd); about the logit std (default 5)");
-  cmd->add_option("-t,--threads", a->threads, "worker threads (default: all cores)");
+  cmd->add_option("-t,--threads", a->threads, "Worker threads (default, or 0: all cores)")
+      ->check(CLI::Range(0, kMaxThreads));
   cmd->callback([a, &exit_code] {
     auto fail = [&](const std::string& msg) {
       std::cerr << "realm: error: " << msg << "\n";
