@@ -225,8 +225,10 @@ TEST_F(GuestSandbox, DefaultGuestMatchesNativeOnStories) {
                {"logprobs", true},
                {"top_logprobs", 3}});
   // Long enough to reach the end-of-sequence token (the story ends), and past it.
-  expect_same(
-      {{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"temperature", 0}, {"ignore_eos", true}});
+  expect_same({{"prompt", "Once upon a time"},
+               {"max_tokens", 300},
+               {"temperature", 0},
+               {"ignore_eos", true}});
   expect_same({{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
                {"max_tokens", 24},
                {"temperature", 0}});
@@ -241,7 +243,7 @@ TEST_F(GuestSandbox, DefaultGuestMatchesNativeWithA32kByteFallbackVocab) {
   // A request whose output splits a character across byte tokens (a token releases no text;
   // seed 7 was found by searching seeds 1..7).
   const Json req = {{"model", "tiny-random"}, {"prompt", "日本"}, {"max_tokens", 200},
-                    {"temperature", 2.0},     {"top_k", 0},      {"top_p", 1.0},
+                    {"temperature", 2.0},     {"top_k", 0},       {"top_p", 1.0},
                     {"min_p", 0.0},           {"seed", 7}};
   std::vector<engine::TokenEvent> events;
   native(req, &events);
@@ -260,8 +262,10 @@ TEST_F(GuestSandbox, DefaultGuestMatchesNativeWithA32kByteFallbackVocab) {
 TEST_F(GuestSandbox, DefaultGuestMatchesNativeAtEndOfGeneration) {
   bool found_eos = false;
   for (int seed = 1; seed <= 20 && !found_eos; ++seed) {
-    Json req = {
-        {"model", "stories-eos1"}, {"prompt", "Once upon a time"}, {"max_tokens", 300}, {"seed", seed}};
+    Json req = {{"model", "stories-eos1"},
+                {"prompt", "Once upon a time"},
+                {"max_tokens", 300},
+                {"seed", seed}};
     if (native(req).finish != engine::FinishReason::EOS) continue;
     found_eos = true;
     EXPECT_EQ(expect_same(req).finish, "eos");
@@ -282,7 +286,8 @@ TEST_F(GuestSandbox, ClientGoneStopsTheRequest) {
 
 TEST_F(GuestSandbox, ErrorsAreStatusCodesWithMessages) {
   // The guest's status and message reach the caller, with the host's reason for a failed import.
-  GuestRun g = run("realm_default", {{"prompt", "Once upon a time"}, {"max_tokens", 10}, {"n_ctx", 8}});
+  GuestRun g =
+      run("realm_default", {{"prompt", "Once upon a time"}, {"max_tokens", 10}, {"n_ctx", 8}});
   EXPECT_EQ(g.result.error, sandbox::RequestError::GUEST_ERROR);
   EXPECT_NE(g.result.message.find("-5 (REALM_E_LIMIT)"), std::string::npos) << g.result.message;
   EXPECT_NE(g.result.message.find("exceed the context size 8"), std::string::npos)
@@ -297,9 +302,8 @@ TEST_F(GuestSandbox, ErrorsAreStatusCodesWithMessages) {
       << g.result.message;
   g = run("realm_default", {{"prompt", ""}, {"max_tokens", 2}});
   EXPECT_TRUE(g.result.ok()) << g.result.message;  // BOS alone is a prompt
-  auto r = sandbox_->run_request("realm_default", "{\"prompt\": ", [](int, std::string_view) {
-    return true;
-  });
+  auto r = sandbox_->run_request("realm_default",
+                                 "{\"prompt\": ", [](int, std::string_view) { return true; });
   EXPECT_EQ(r.error, sandbox::RequestError::GUEST_ERROR);
   EXPECT_NE(r.message.find("invalid JSON at byte"), std::string::npos) << r.message;
   // A context the host refuses: the engine's message reaches the guest through realm.host_error.
@@ -332,9 +336,10 @@ TEST_F(GuestSandbox, HostFaultsEndOnlyTheirRequest) {
   }
   Json req = prompt_req;
   req["model"] = "stories";
-  const auto r = sandbox_->run_request("realm_default", req.dump(), [](int, std::string_view) -> bool {
-    throw std::runtime_error("the client's event sink broke");
-  });
+  const auto r =
+      sandbox_->run_request("realm_default", req.dump(), [](int, std::string_view) -> bool {
+        throw std::runtime_error("the client's event sink broke");
+      });
   EXPECT_EQ(r.error, sandbox::RequestError::INTERNAL) << r.message;
   EXPECT_NE(r.message.find("the client's event sink broke"), std::string::npos) << r.message;
   expect_same(prompt_req);

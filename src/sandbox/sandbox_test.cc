@@ -487,10 +487,13 @@ TEST(SandboxQueue, CancelledRequestsLeaveTheQueueBeforeTheyStart) {
   BusySandbox b;
   auto flag = std::make_shared<std::atomic<bool>>(false);
   bool ran = false;
-  auto cancelled = b.sb->submit("normal", BusySandbox::kRequest, [&](int, std::string_view) {
-    ran = true;
-    return true;
-  }, flag);
+  auto cancelled = b.sb->submit(
+      "normal", BusySandbox::kRequest,
+      [&](int, std::string_view) {
+        ran = true;
+        return true;
+      },
+      flag);
   auto kept = b.sb->submit("normal", BusySandbox::kRequest, nullptr);
   EXPECT_EQ(b.sb->queued(), 2u);
   b.sb->cancel(flag);
