@@ -1,6 +1,8 @@
 // The host side of guest ABI v1 (module "realm") and the WASI subset guests link against. Every
 // guest pointer/length goes through GuestMemory (one overflow-safe bounds check); guest mistakes
 // return REALM_E_* codes (WASI errno values for WASI calls); only exceeded limits trap.
+#include <time.h>
+
 #include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -46,6 +48,86 @@ int32_t write_sized(HostCallContext& ctx, int32_t buf_ptr, int32_t buf_cap, std:
 const HostModel* find_model(InstanceState& st, int32_t handle) {
   auto* m = st.models.find(handle);
   return m ? m->get() : nullptr;
+}
+
+int64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// Host work done for the guest (tokenizing, rendering a template, checking an event), charged to
+// the request's host-time budget (outside requests, to the instance's). start() is false, and the
+// guest is trapped, once the budget is spent; the cost of a call is added when it returns.
+class HostWork {
+ public:
+  explicit HostWork(InstanceState& st) : st_(st), t0_(thread_cpu_ns()) {}
+  ~HostWork() { used() += thread_cpu_ns() - t0_; }
+  HostWork(const HostWork&) = delete;
+  HostWork& operator=(const HostWork&) = delete;
+  // Null when there is budget left, else the trap to return.
+  std::optional<HostResult> over_budget(std::string_view what) {
+    const int64_t budget = st_.request ? st_.request->host_ns_budget
+                                       : std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             st_.limits->host_time(st_.tenant->record))
+                                             .count();
+    if (used() < budget) return std::nullopt;
+    st_.host_trap_kind = RequestError::HOST_WORK_LIMIT;
+    return HostResult(
+        make_error(ErrorCode::LIMIT, "host work limit exceeded in ", what, ": ", used() / 1000000,
+                   " ms of host CPU time spent for the guest (limit ", budget / 1000000, " ms)"));
+  }
+
+ private:
+  int64_t& used() { return st_.request ? st_.request->host_ns : st_.idle_host_ns; }
+  InstanceState& st_;
+  int64_t t0_;
+};
+
+// Checks an event's shape (docs/abi.md): a token event is an object with a string "text" and an
+// integer "id" >= -1 (optional number "logprob", array "top_logprobs" of {id, logprob}); a final
+// result an object whose "finish_reason" is stop, length, eos or cancelled (optional counts are
+// non-negative integers). Returns what is wrong, or "" when the event is well formed.
+std::string check_event(int32_t kind, std::string_view text) {
+  if (text.find('\0') != std::string_view::npos) return "the event contains a NUL byte";
+  const auto j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded()) return "the event is not one JSON value";
+  if (!j.is_object()) return "the event is not a JSON object";
+  const auto is_int = [](const nlohmann::json& v, int64_t lo) {
+    return v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= INT32_MAX;
+  };
+  if (kind == REALM_EMIT_TOKEN) {
+    auto t = j.find("text");
+    if (t == j.end() || !t->is_string()) return "a token event needs a string \"text\"";
+    auto id = j.find("id");
+    if (id == j.end() || !is_int(*id, -1)) return "a token event needs an integer \"id\" >= -1";
+    if (auto lp = j.find("logprob"); lp != j.end() && !lp->is_number()) {
+      return "\"logprob\" must be a number";
+    }
+    if (auto top = j.find("top_logprobs"); top != j.end()) {
+      if (!top->is_array()) return "\"top_logprobs\" must be an array";
+      for (const auto& e : *top) {
+        if (!e.is_object() || !e.contains("id") || !is_int(e["id"], 0) || !e.contains("logprob") ||
+            !e["logprob"].is_number()) {
+          return "\"top_logprobs\" entries must be {\"id\": integer, \"logprob\": number}";
+        }
+      }
+    }
+    return "";
+  }
+  auto fr = j.find("finish_reason");
+  if (fr == j.end() || !fr->is_string()) return "a final result needs a string \"finish_reason\"";
+  const std::string& reason = fr->get_ref<const std::string&>();
+  if (reason != "stop" && reason != "length" && reason != "eos" && reason != "cancelled") {
+    return "\"finish_reason\" must be stop, length, eos or cancelled, got \"" +
+           escape_guest_text(reason, 64) + "\"";
+  }
+  for (const char* k : {"prompt_tokens", "completion_tokens"}) {
+    if (auto c = j.find(k); c != j.end() && !is_int(*c, 0)) {
+      return std::string("\"") + k + "\" must be a non-negative integer";
+    }
+  }
+  return "";
 }
 
 // Returns `code` to the guest, keeping `why` for realm.host_error and the request's message.
@@ -100,10 +182,14 @@ HostResult model_open(HostCallContext& ctx, std::span<const Val> a) {
                 name->size());
   }
   if (!st.tenant->record.may_use(*name)) {
-    return fail(st, REALM_E_DENIED, "model_open: the tenant may not use model '", *name, "'");
+    return fail(st, REALM_E_DENIED, "model_open: the tenant may not use model '",
+                escape_guest_text(*name, 256), "'");
   }
   auto m = find_host_model(st.sandbox, *name);
-  if (!m) return fail(st, REALM_E_INVALID, "model_open: model '", *name, "' is not loaded");
+  if (!m) {
+    return fail(st, REALM_E_INVALID, "model_open: model '", escape_guest_text(*name, 256),
+                "' is not loaded");
+  }
   const int32_t h = st.models.insert(std::move(m));
   if (h <= 0) return fail(st, REALM_E_LIMIT, "model_open: too many open model handles");
   return ok_i32(h);
@@ -132,6 +218,8 @@ HostResult tokenize(HostCallContext& ctx, std::span<const Val> a) {
   // The output range is checked before the work, so a bad pointer costs nothing.
   auto out = mem.array(guest_u32(out_ptr), guest_u32(out_cap), sizeof(int32_t));
   if (!out) return ok_i32(REALM_E_BOUNDS);
+  HostWork work(st);
+  if (auto trap = work.over_budget("tokenize")) return *trap;
   fault::point(fault::Site::TOKENIZE);
   std::vector<int32_t> ids = m->tokenizer->encode(*text, (flags & REALM_TOKENIZE_ADD_SPECIAL) != 0,
                                                   (flags & REALM_TOKENIZE_PARSE_SPECIAL) != 0);
@@ -146,6 +234,8 @@ HostResult token_piece(HostCallContext& ctx, std::span<const Val> a) {
   if (!m) return ok_i32(REALM_E_HANDLE);
   const int32_t id = a[1].i32;
   if (!m->tokenizer->vocab().valid(id)) return ok_i32(REALM_E_INVALID);
+  HostWork work(state(ctx));
+  if (auto trap = work.over_budget("token_piece")) return *trap;
   return ok_i32(write_sized(ctx, a[2].i32, a[3].i32, m->tokenizer->token_to_piece(id, false)));
 }
 
@@ -168,6 +258,8 @@ HostResult chat_template(HostCallContext& ctx, std::span<const Val> a) {
     return fail(st, REALM_E_INVALID, "chat_template: model '", m->name,
                 "' has no usable chat template");
   }
+  HostWork work(st);
+  if (auto trap = work.over_budget("chat_template")) return *trap;
   chat::ChatInputs in;
   auto messages = chat::messages_from_json_text(*msgs, &in.extra);
   if (!messages) {
@@ -189,7 +281,7 @@ HostResult chat_template(HostCallContext& ctx, std::span<const Val> a) {
 
 HostResult session_open(HostCallContext& ctx, std::span<const Val> a) {
   InstanceState& st = state(ctx);
-  if (!st.request) return ok_i32(REALM_E_STATE);
+  if (!st.generating()) return ok_i32(REALM_E_STATE);
   auto* mp = st.models.find(a[0].i32);
   if (!mp) return ok_i32(REALM_E_HANDLE);
   const auto& m = *mp;
@@ -219,7 +311,7 @@ HostResult session_open(HostCallContext& ctx, std::span<const Val> a) {
 
 HostResult session_close(HostCallContext& ctx, std::span<const Val> a) {
   InstanceState& st = state(ctx);
-  if (!st.request) return ok_i32(REALM_E_STATE);
+  if (!st.generating()) return ok_i32(REALM_E_STATE);
   if (!st.request->sessions.erase(a[0].i32)) return ok_i32(REALM_E_HANDLE);
   st.limits->release_session(st.tenant->record);
   return ok_i32(REALM_OK);
@@ -227,7 +319,7 @@ HostResult session_close(HostCallContext& ctx, std::span<const Val> a) {
 
 HostResult session_truncate(HostCallContext& ctx, std::span<const Val> a) {
   InstanceState& st = state(ctx);
-  if (!st.request) return ok_i32(REALM_E_STATE);
+  if (!st.generating()) return ok_i32(REALM_E_STATE);
   OpenSession* s = st.request->sessions.find(a[0].i32);
   if (!s) return ok_i32(REALM_E_HANDLE);
   if (a[1].i32 < 0 || a[1].i32 > s->session->size()) return ok_i32(REALM_E_INVALID);
@@ -238,7 +330,7 @@ HostResult session_truncate(HostCallContext& ctx, std::span<const Val> a) {
 HostResult decode(HostCallContext& ctx, std::span<const Val> a) {
   InstanceState& st = state(ctx);
   Request* req = st.request;
-  if (!req) return ok_i32(REALM_E_STATE);
+  if (!st.generating()) return ok_i32(REALM_E_STATE);
   OpenSession* s = req->sessions.find(a[0].i32);
   if (!s) return ok_i32(REALM_E_HANDLE);
   if (req->cancelled()) return ok_i32(REALM_E_CANCELLED);
@@ -306,7 +398,7 @@ HostResult host_error(HostCallContext& ctx, std::span<const Val> a) {
 HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
   InstanceState& st = state(ctx);
   Request* req = st.request;
-  if (!req) return ok_i32(REALM_E_STATE);
+  if (!st.generating()) return ok_i32(REALM_E_STATE);
   const int32_t kind = a[0].i32;
   if (kind != REALM_EMIT_TOKEN && kind != REALM_EMIT_FINAL) return ok_i32(REALM_E_INVALID);
   const uint64_t len = guest_u32(a[2].i32);
@@ -326,11 +418,15 @@ HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
                   std::to_string(req->max_output) + " per request)");
     return ok_i32(REALM_E_LIMIT);
   }
-  if (kind == REALM_EMIT_FINAL && req->final_emitted) {
-    return fail(st, REALM_E_STATE, "emit: the final result was already emitted");
+  if (req->final_emitted) {
+    return fail(st, REALM_E_STATE, "emit: the request's final result was already emitted");
   }
-  if (!nlohmann::json::accept(*text)) {
-    return fail(st, REALM_E_INVALID, "emit: the event is not one JSON value");
+  {
+    HostWork work(st);
+    if (auto trap = work.over_budget("emit")) return *trap;
+    if (std::string bad = check_event(kind, *text); !bad.empty()) {
+      return fail(st, REALM_E_INVALID, "emit: ", bad);
+    }
   }
   req->output_bytes += len;
   if (kind == REALM_EMIT_FINAL) {
@@ -364,7 +460,8 @@ void guest_log(InstanceState& st, int level, std::string_view text) {
   st.log_tokens -= 1;
   text = text.substr(0, std::min<uint64_t>({text.size(), cap - used, kMaxLogLine}));
   used += text.size();
-  tenant_log(st.sandbox, st.tenant->record.id, level, text);
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);  // the line's own end
+  tenant_log(st.sandbox, st.tenant->record.id, level, escape_guest_text(text, kMaxLogLine));
 }
 
 HostResult log(HostCallContext& ctx, std::span<const Val> a) {
@@ -390,15 +487,18 @@ HostResult fd_write(HostCallContext& ctx, std::span<const Val> a) {
   if (n_iovs > 1024) return ok_i32(kWasiInval);
   GuestMemory mem = ctx.memory();
   if (!mem.array(iovs, n_iovs, 8)) return ok_i32(kWasiFault);
+  // One write is one log record, whatever its pieces.
   uint64_t total = 0;
+  std::string record;
   for (uint64_t i = 0; i < n_iovs; ++i) {
     const uint32_t ptr = *mem.load<uint32_t>(iovs + 8 * i);
     const uint32_t len = *mem.load<uint32_t>(iovs + 8 * i + 4);
     auto text = mem.string(ptr, len);
     if (!text) return ok_i32(kWasiFault);
-    guest_log(st, fd == 2 ? 2 : 1, *text);
+    if (record.size() < kMaxLogLine) record.append(text->substr(0, kMaxLogLine - record.size()));
     total += len;
   }
+  if (!record.empty()) guest_log(st, fd == 2 ? 2 : 1, record);
   if (total > UINT32_MAX) return ok_i32(kWasiInval);
   if (!mem.store<uint32_t>(guest_u32(a[3].i32), static_cast<uint32_t>(total))) {
     return ok_i32(kWasiFault);
@@ -502,6 +602,71 @@ std::vector<HostImport> make_host_imports() {
   return t;
 }
 
+// ---- escaping -------------------------------------------------------------------------------
+
+std::string escape_guest_text(std::string_view text, size_t max_bytes) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  const size_t n = std::min(text.size(), max_bytes);
+  out.reserve(n);
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    if (c == '\\') {
+      out += "\\\\";
+      ++i;
+      continue;
+    }
+    if (c < 0x80) {
+      if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else if (c == '\r') {
+        out += "\\r";
+      } else {
+        out += "\\x";
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      }
+      ++i;
+      continue;
+    }
+    // A well-formed UTF-8 sequence (shortest form, no surrogates) is kept, except C1 controls.
+    const int len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    bool ok = len > 0 && i + static_cast<size_t>(len) <= n;
+    for (int k = 1; ok && k < len; ++k) {
+      ok = (p[i + k] & 0xc0) == 0x80;
+      cp = cp << 6 | (p[i + k] & 0x3f);
+    }
+    ok = ok && !(len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) &&
+         !(len == 4 && (cp < 0x10000 || cp > 0x10ffff));
+    if (!ok) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+      ++i;
+      continue;
+    }
+    if (cp >= 0x80 && cp <= 0x9f) {
+      out += "\\u00";
+      out += hex[cp >> 4];
+      out += hex[cp & 15];
+    } else {
+      out.append(text.data() + i, static_cast<size_t>(len));
+    }
+    i += static_cast<size_t>(len);
+  }
+  if (text.size() > max_bytes) out += "...";
+  return out;
+}
+
 // ---- HostModel / InstanceState --------------------------------------------------------------
 
 Expected<std::shared_ptr<HostModel>> HostModel::create(std::string name,
@@ -573,7 +738,9 @@ std::string InstanceState::last_error(int32_t handle) {
     return "(realm_last_error failed: " + e.message + ")";
   }
   if (e.value && e.value->i32 > 0 && e.value->i32 <= kCap) {
-    if (auto s = wasm->memory().string(guest_u32(buf), guest_u32(e.value->i32))) out.assign(*s);
+    if (auto s = wasm->memory().string(guest_u32(buf), guest_u32(e.value->i32))) {
+      out = escape_guest_text(*s, kCap);
+    }
   }
   if (!wasm->call("realm_free", std::vector<Val>{Val::make_i32(buf)}, limit).ok()) faulted = true;
   return out;

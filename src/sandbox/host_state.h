@@ -41,10 +41,16 @@ struct Tenant {
   uint64_t generation = 0;  // changes when the tenant is replaced: cached instances are dropped
 };
 
-// Host-side handles: a slot index (+1) in bits 0..15 and the slot's generation in bits 16..30, so
-// a handle is > 0 and a stale or forged one finds nothing.
-template <class T>
+// Host-side handles, typed by kind: a slot index (+1) in bits 0..11, the slot's generation in bits
+// 12..26 and the kind in bits 27..30, so a handle is > 0, a handle of another kind or a stale or
+// forged one finds nothing, and a slot whose generation would wrap is retired instead of reused:
+// no handle is ever issued twice by one table. (At most 4095 live handles; a table whose slots are
+// all retired, after ~134M handles, issues none: insert() returns 0.)
+template <class T, uint32_t kKind>
 class HostHandles {
+  static_assert(kKind >= 1 && kKind <= 15);
+  static constexpr uint32_t kMaxSlots = 0xFFF, kMaxGeneration = 0x7FFF;
+
  public:
   int32_t insert(T value) {
     uint32_t index;
@@ -52,32 +58,29 @@ class HostHandles {
       index = free_.back();
       free_.pop_back();
     } else {
-      if (slots_.size() >= 0xFFFF) return 0;
+      if (slots_.size() >= kMaxSlots) return 0;
       index = static_cast<uint32_t>(slots_.size());
       slots_.push_back({});
     }
     Slot& s = slots_[index];
     s.value = std::move(value);
     s.live = true;
-    return static_cast<int32_t>((s.generation & 0x7FFF) << 16 | (index + 1));
+    return static_cast<int32_t>(kKind << 27 | s.generation << 12 | (index + 1));
   }
   T* find(int32_t handle) {
     if (handle <= 0) return nullptr;
-    const uint32_t index = (static_cast<uint32_t>(handle) & 0xFFFF) - 1;
-    const uint32_t gen = static_cast<uint32_t>(handle) >> 16;
+    const auto h = static_cast<uint32_t>(handle);
+    if (h >> 27 != kKind) return nullptr;
+    const uint32_t index = (h & 0xFFF) - 1;
+    const uint32_t gen = (h >> 12) & kMaxGeneration;
     if (index >= slots_.size()) return nullptr;
     Slot& s = slots_[index];
-    if (!s.live || (s.generation & 0x7FFF) != gen) return nullptr;
+    if (!s.live || s.generation != gen) return nullptr;
     return &*s.value;
   }
   bool erase(int32_t handle) {
     if (!find(handle)) return false;
-    const uint32_t index = (static_cast<uint32_t>(handle) & 0xFFFF) - 1;
-    Slot& s = slots_[index];
-    s.value.reset();
-    s.live = false;
-    ++s.generation;
-    free_.push_back(index);
+    release(static_cast<uint32_t>(handle & 0xFFF) - 1);
     return true;
   }
   template <class F>
@@ -88,12 +91,7 @@ class HostHandles {
   }
   void clear() {
     for (uint32_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i].live) {
-        slots_[i].value.reset();
-        slots_[i].live = false;
-        ++slots_[i].generation;
-        free_.push_back(i);
-      }
+      if (slots_[i].live) release(i);
     }
   }
 
@@ -103,9 +101,21 @@ class HostHandles {
     uint32_t generation = 1;
     bool live = false;
   };
+  void release(uint32_t index) {
+    Slot& s = slots_[index];
+    s.value.reset();
+    s.live = false;
+    if (s.generation < kMaxGeneration) {
+      ++s.generation;
+      free_.push_back(index);
+    }  // else retired: its handles stay stale for good
+  }
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
 };
+
+// Handle kinds (bits 27..30 of a host handle).
+inline constexpr uint32_t kModelHandle = 1, kSessionHandle = 2;
 
 struct OpenSession {
   std::shared_ptr<const HostModel> model;
@@ -113,6 +123,10 @@ struct OpenSession {
 };
 
 // One request in flight in an instance.
+// Guest text made safe for host logs and messages: one line, control bytes and invalid UTF-8
+// shown as escapes (\n, \xNN, \u00NN for C1 controls), at most `max_bytes` of input.
+std::string escape_guest_text(std::string_view text, size_t max_bytes = 4096);
+
 struct Request {
   const EventCallback* on_event = nullptr;
   std::shared_ptr<std::atomic<bool>> cancel;
@@ -126,9 +140,11 @@ struct Request {
   // The first limit hit during the request: the request's error, whatever the guest returns.
   RequestError limit_error = RequestError::NONE;
   std::string limit_message;
-  HostHandles<OpenSession> sessions;
+  HostHandles<OpenSession, kSessionHandle> sessions;
 
   bool cancelled() const { return client_gone || (cancel && cancel->load()); }
+  // Host CPU time spent on the guest's behalf (Limits::host_time).
+  int64_t host_ns = 0, host_ns_budget = 0;
 };
 
 // Everything a host import needs for one instance (the instance's `user` pointer).
@@ -138,9 +154,14 @@ struct InstanceState {
   Limits* limits = nullptr;
   std::unique_ptr<WasmInstance> wasm;
   int32_t guest_handle = 0;
-  HostHandles<std::shared_ptr<const HostModel>> models;
+  HostHandles<std::shared_ptr<const HostModel>, kModelHandle> models;
   Request* request = nullptr;
+  // realm_generate is running (the request imports work only then: not in realm_alloc, realm_free
+  // or realm_last_error, even while a request is being set up or taken down).
+  bool in_generate = false;
+  bool generating() const { return request != nullptr && in_generate; }
   uint64_t idle_log_bytes = 0;  // log bytes outside requests (instance creation)
+  int64_t idle_host_ns = 0;     // host work outside requests (instance creation)
   // Log rate: a token bucket of lines (refilled at kLogLinesPerSecond, at most kLogBurst).
   double log_tokens = 100;
   std::chrono::steady_clock::time_point log_refill = std::chrono::steady_clock::now();

@@ -1,6 +1,7 @@
 // Tenants and their limits. Every per-tenant limit the sandbox enforces is read through one
 // interface, Limits (CONVENTIONS.md §11): the sandbox asks it for the memory cap, the time limit
-// per call, the token budget per request and the output cap, and takes/returns session slots
+// per call, the token budget per request, the output cap and the host time spent for the guest,
+// and takes/returns session slots
 // through it. Tests plug in their own implementation.
 #pragma once
 
@@ -24,6 +25,9 @@ struct TenantLimits {
   uint64_t max_event_bytes = uint64_t{1} << 20;    // one emitted event
   uint64_t max_log_bytes = uint64_t{64} << 10;     // log + stdout/stderr per request
   int64_t max_session_ctx = 8192;                  // largest n_ctx of one session
+  // Host CPU time spent on the guest's behalf per request (tokenizing, rendering chat templates,
+  // checking events; not decode, which the token budget bounds).
+  std::chrono::milliseconds host_time{10000};
 };
 
 struct TenantRecord {
@@ -43,6 +47,7 @@ class Limits {
   virtual uint64_t max_event_bytes(const TenantRecord& t) const = 0;
   virtual uint64_t max_log_bytes(const TenantRecord& t) const = 0;
   virtual int64_t max_session_ctx(const TenantRecord& t) const = 0;
+  virtual std::chrono::nanoseconds host_time(const TenantRecord& t) const = 0;
   // Takes one concurrent-session slot; an error (naming the limit) when the tenant has none left.
   virtual Status acquire_session(const TenantRecord& t) = 0;
   virtual void release_session(const TenantRecord& t) = 0;
@@ -64,6 +69,9 @@ class RecordLimits : public Limits {
   }
   uint64_t max_log_bytes(const TenantRecord& t) const override { return t.limits.max_log_bytes; }
   int64_t max_session_ctx(const TenantRecord& t) const override { return t.limits.max_session_ctx; }
+  std::chrono::nanoseconds host_time(const TenantRecord& t) const override {
+    return t.limits.host_time;
+  }
   Status acquire_session(const TenantRecord& t) override;
   void release_session(const TenantRecord& t) override;
   int32_t open_sessions(const std::string& tenant) const;

@@ -44,6 +44,8 @@ std::string_view request_error_name(RequestError e) {
       return "token budget exhausted";
     case RequestError::OUTPUT_LIMIT:
       return "output limit exceeded";
+    case RequestError::HOST_WORK_LIMIT:
+      return "host work limit exceeded";
     case RequestError::PROC_EXIT:
       return "guest exited";
     case RequestError::CANCELLED:
@@ -55,6 +57,13 @@ std::string_view request_error_name(RequestError e) {
 }
 
 namespace {
+
+// " (the guest's memory is at its cap of N MiB)" when it is, else "".
+std::string memory_note(const InstanceState& st) {
+  if (!st.memory_at_cap()) return "";
+  return " (the guest's memory is at its cap of " +
+         std::to_string(st.wasm->memory_max_bytes() >> 20) + " MiB)";
+}
 
 RequestResult cancelled_result(const char* why) {
   RequestResult r;
@@ -76,6 +85,7 @@ struct RequiredExport {
 const std::vector<RequiredExport>& required_exports() {
   using V = ValType;
   static const std::vector<RequiredExport> r = {
+      {"_initialize", {{}, {}}},
       {"realm_abi_version", {{}, {V::I32}}},
       {"realm_alloc", {{V::I32}, {V::I32}}},
       {"realm_free", {{V::I32}, {}}},
@@ -203,10 +213,8 @@ Expected<std::unique_ptr<InstanceState>> Sandbox::Impl::create_instance(
     set_fault(r, c, where, *st);
     return make_error(r.message);
   };
-  if (tenant->module->info().export_func_type("_initialize")) {
-    CallResult c = st->wasm->call("_initialize", {}, limit);
-    if (!c.ok()) return fail(c, "_initialize");
-  }
+  CallResult c = st->wasm->call("_initialize", {}, limit);
+  if (!c.ok()) return fail(c, "_initialize");
   CallResult v = st->wasm->call("realm_abi_version", {}, limit);
   if (!v.ok()) return fail(v, "realm_abi_version");
   if (!v.value || v.value->i32 != 1) {
@@ -219,9 +227,9 @@ Expected<std::unique_ptr<InstanceState>> Sandbox::Impl::create_instance(
   if (!h.ok()) return fail(h, "realm_new");
   if (!h.value || h.value->i32 <= 0) {
     std::string why = st->last_error(0);
-    r.error = st->memory_at_cap() ? RequestError::MEMORY_LIMIT : RequestError::GUEST_ERROR;
+    r.error = RequestError::GUEST_ERROR;
     r.message = "guest error: realm_new returned " + std::to_string(h.value ? h.value->i32 : 0) +
-                (why.empty() ? "" : ": " + why);
+                (why.empty() ? "" : ": " + why) + memory_note(*st);
     return make_error(r.message);
   }
   st->guest_handle = h.value->i32;
@@ -269,6 +277,8 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
   req.max_output = options.limits->max_output_bytes(rec);
   req.max_event = options.limits->max_event_bytes(rec);
   req.max_log = options.limits->max_log_bytes(rec);
+  req.host_ns_budget =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options.limits->host_time(rec)).count();
   st->begin_request(&req);
 
   bool discard = false;
@@ -305,7 +315,9 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
     std::memcpy(span->data(), job.request.data(), len);
     const std::vector<Val> args = {Val::make_i32(st->guest_handle), Val::make_i32(ptr),
                                    Val::make_i32(static_cast<int32_t>(len))};
+    st->in_generate = true;
     CallResult g = st->wasm->call("realm_generate", args, limit);
+    st->in_generate = false;
     if (!g.ok()) {
       fault(g, "realm_generate");
       break;
@@ -323,12 +335,17 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
     } else if (req.cancelled()) {
       r.error = RequestError::CANCELLED;
       r.message = "cancelled: the client went away";
+    } else if (status > 0) {
+      r.error = RequestError::ABI_MISUSE;
+      r.message = "ABI misuse: realm_generate returned " + std::to_string(status) +
+                  " (0 is success, a negative value an error status)";
     } else if (status < 0) {
       std::string why = st->last_error(st->guest_handle);
-      r.error = st->memory_at_cap() ? RequestError::MEMORY_LIMIT : RequestError::GUEST_ERROR;
+      // The guest's own error, even when its memory is full (a note says so).
+      r.error = RequestError::GUEST_ERROR;
       r.message = std::string(request_error_name(r.error)) + ": realm_generate returned " +
                   std::to_string(status) + " (" + realm_status_name(status) + ")" +
-                  (why.empty() ? "" : ": " + why) +
+                  (why.empty() ? "" : ": " + why) + memory_note(*st) +
                   (st->host_error.empty() || why.find(st->host_error) != std::string::npos
                        ? ""
                        : " (host: " + st->host_error + ")");
@@ -514,6 +531,11 @@ Expected<std::shared_ptr<const WasmModule>> Sandbox::compile_module(
       return make_error("the module imports unknown host ", extern_kind_name(e.kind), " ", e.module,
                         ".", e.name);
     }
+  }
+  if (info.start_function) {
+    return make_error("the module has a start section (function ", *info.start_function,
+                      "), which would run guest code while it is instantiated; guest ABI v1 "
+                      "modules are WASI reactors and initialize in _initialize");
   }
   if (info.defines_memory || !info.imported_memory()) {
     return make_error("the module must import its memory as env.memory (-Wl,--import-memory)");

@@ -47,19 +47,20 @@ struct SandboxOptions {
 enum class RequestError {
   NONE,
   UNKNOWN_TENANT,
-  BAD_MODULE,      // the module cannot be instantiated (imports, exports, memory)
-  TRAP,            // the guest trapped
-  TIMEOUT,         // guest code ran past the time limit of one call
-  MEMORY_LIMIT,    // the guest's linear memory reached its cap
-  STACK_OVERFLOW,  // the guest's call stack overflowed
-  ENGINE_LIMIT,    // the isolate's own heap reached its limit
-  ABI_MISUSE,      // the guest broke the ABI (bad export result, no final result, ...)
-  GUEST_ERROR,     // realm_generate returned an error status
-  TOKEN_LIMIT,     // the request's token budget was exhausted
-  OUTPUT_LIMIT,    // the request emitted more than its output cap
-  PROC_EXIT,       // the guest called WASI proc_exit
-  CANCELLED,       // the client went away
-  INTERNAL,        // a host-side failure
+  BAD_MODULE,       // the module cannot be instantiated (imports, exports, memory)
+  TRAP,             // the guest trapped
+  TIMEOUT,          // guest code ran past the time limit of one call
+  MEMORY_LIMIT,     // the guest's linear memory reached its cap
+  STACK_OVERFLOW,   // the guest's call stack overflowed
+  ENGINE_LIMIT,     // the isolate's own heap reached its limit
+  ABI_MISUSE,       // the guest broke the ABI (bad export result, no final result, ...)
+  GUEST_ERROR,      // realm_generate returned an error status
+  TOKEN_LIMIT,      // the request's token budget was exhausted
+  OUTPUT_LIMIT,     // the request emitted more than its output cap
+  HOST_WORK_LIMIT,  // host work done for the guest (tokenize, templates, events) past its budget
+  PROC_EXIT,        // the guest called WASI proc_exit
+  CANCELLED,        // the client went away
+  INTERNAL,         // a host-side failure
 };
 // "time limit", "memory limit", ...
 std::string_view request_error_name(RequestError e);

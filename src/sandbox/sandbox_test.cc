@@ -8,6 +8,7 @@
 #include <barrier>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -43,6 +44,10 @@ class SandboxTest : public ::testing::Test {
       if (tenant == "log_spam") {
         log_lines_++;
         log_bytes_ += text.size();
+      }
+      if (tenant == "log_injection") {
+        std::lock_guard<std::mutex> lock(records_mu_);
+        records_.emplace_back(text);
       }
     };
     auto sb = Sandbox::create(o);
@@ -109,7 +114,11 @@ class SandboxTest : public ::testing::Test {
 
   static Sandbox* sandbox_;
   static std::atomic<uint64_t> log_lines_, log_bytes_;
+  static std::mutex records_mu_;
+  static std::vector<std::string> records_;
 };
+std::mutex SandboxTest::records_mu_;
+std::vector<std::string> SandboxTest::records_;
 Sandbox* SandboxTest::sandbox_ = nullptr;
 std::atomic<uint64_t> SandboxTest::log_lines_{0};
 std::atomic<uint64_t> SandboxTest::log_bytes_{0};
@@ -223,14 +232,11 @@ TEST_F(SandboxTest, WildPointersAndHugeLengthsToEveryImport) {
 
 TEST_F(SandboxTest, ForgedStaleAndNeverCreatedHandles) {
   add("forged_handles");
-  std::string report;
-  auto r =
-      sandbox_->run_request("forged_handles", normal_request(), [&](int kind, std::string_view j) {
-        if (kind == 1) report = j;
-        return true;
-      });
-  ASSERT_TRUE(r.ok()) << r.message;
-  expect_codes(nlohmann::json::parse(report));
+  auto r = sandbox_->run_request("forged_handles", normal_request(), nullptr);
+  ASSERT_EQ(r.error, RequestError::GUEST_ERROR) << r.message;  // its report is its error message
+  const size_t at = r.message.find("{\"got\"");
+  ASSERT_NE(at, std::string::npos) << r.message;
+  expect_codes(nlohmann::json::parse(r.message.substr(at, r.message.find('}', at) + 1 - at)));
   expect_normal_ok();
 }
 
@@ -320,6 +326,141 @@ TEST_F(SandboxTest, ClientGoneStopsTheGuest) {
 
 // The seed's scenario, through the engine interface: exports called in the wrong order (generate
 // before new, use after delete) get error codes, not traps.
+// ---- Every rule of docs/abi.md, one hostile guest each ------------------------------------
+
+// A start section would run guest code (here: an import that reads guest memory) while the module
+// is instantiated, outside the watchdog: such modules are refused when loaded. (Before, the host
+// crashed with SIGSEGV.) The same guest without the start section runs.
+TEST_F(SandboxTest, StartSectionsAreRefused) {
+  auto m = sandbox_->load_module(kGuestDir + "/sbx_x_start_section.wasm");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("start section"), std::string::npos) << m.error().message;
+  add("start_here");
+  auto r = sandbox_->run_request("start_here", normal_request(), nullptr);
+  EXPECT_TRUE(r.ok()) << r.message;
+  expect_normal_ok();
+}
+
+TEST_F(SandboxTest, ModulesWithoutInitializeAreRefused) {
+  auto m = sandbox_->load_module(kGuestDir + "/sbx_x_no_initialize.wasm");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("does not export _initialize"), std::string::npos)
+      << m.error().message;
+}
+
+// Events of the wrong shape get REALM_E_INVALID and never reach the client. (Before, a valid JSON
+// event with wrong field types aborted the process inside the event callback.)
+TEST_F(SandboxTest, EventsOfTheWrongShapeAreRefused) {
+  add("bad_events");
+  std::vector<std::string> seen;
+  auto r = sandbox_->run_request("bad_events", normal_request(), [&](int kind, std::string_view j) {
+    seen.emplace_back(j);
+    // What reaches the client has the documented shape: a consumer can rely on it.
+    auto ev = nlohmann::json::parse(j);
+    if (kind == 1) {
+      EXPECT_TRUE(ev["text"].is_string() && ev["id"].is_number_integer()) << j;
+    } else {
+      EXPECT_TRUE(ev["finish_reason"].is_string()) << j;
+    }
+    return true;
+  });
+  ASSERT_TRUE(r.ok()) << r.message;
+  expect_codes(nlohmann::json::parse(r.final_json));
+  EXPECT_EQ(seen.size(), 2u);  // the one good token event and the final result
+  EXPECT_EQ(r.n_events, 1u);
+  expect_normal_ok();
+}
+
+// The request imports work only inside realm_generate: from realm_new, realm_alloc, realm_free
+// and realm_last_error they give REALM_E_STATE, and nothing they emit reaches the client.
+TEST_F(SandboxTest, RequestImportsOnlyInsideGenerate) {
+  add("state_misuse");
+  int events = 0;
+  auto count = [&](int, std::string_view) {
+    ++events;
+    return true;
+  };
+  auto first = sandbox_->run_request("state_misuse", normal_request(), count);
+  EXPECT_EQ(first.error, RequestError::GUEST_ERROR) << first.message;
+  EXPECT_NE(first.message.find("fails on purpose"), std::string::npos) << first.message;
+  EXPECT_EQ(events, 0);
+  auto report = sandbox_->run_request(
+      "state_misuse", R"({"model":"stories","prompt":"report","max_tokens":1})", count);
+  ASSERT_TRUE(report.ok()) << report.message;
+  auto got = nlohmann::json::parse(report.final_json)["got"];
+  // realm_new, realm_alloc and realm_last_error and realm_free of the first request, realm_alloc
+  // of the second: five imports each.
+  EXPECT_GE(got.size(), 25u) << got;
+  for (const auto& g : got) EXPECT_EQ(g.get<int>(), -7) << got;
+  EXPECT_EQ(events, 1);  // the report itself
+}
+
+// A session handle is not a model handle (or the reverse), and a stale handle never becomes valid
+// again, however often its slot is reused.
+TEST_F(SandboxTest, HandlesAreTypedAndNeverReissued) {
+  add("handle_kinds", [] {
+    TenantLimits l = short_limits();
+    l.call_time = std::chrono::milliseconds(5000);
+    return l;
+  }());
+  auto r = sandbox_->run_request("handle_kinds", normal_request(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.message;
+  expect_codes(nlohmann::json::parse(r.final_json));
+  expect_normal_ok();
+}
+
+// Guest text cannot forge host log lines: one record per log call or write, newlines, escape
+// sequences, C1 controls and invalid UTF-8 shown as escapes, attributed to the tenant.
+TEST_F(SandboxTest, GuestLogTextIsEscaped) {
+  add("log_injection");
+  {
+    std::lock_guard<std::mutex> lock(records_mu_);
+    records_.clear();
+  }
+  auto r = sandbox_->run_request("log_injection", normal_request(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.message;
+  std::lock_guard<std::mutex> lock(records_mu_);
+  ASSERT_GE(records_.size(), 2u);  // the log import, then stdout as libc flushes it
+  EXPECT_EQ(records_[0], "hello\\n[tenant normal] forged line\\x1b[31m red\\xff\\u009b!");
+  std::string out;
+  for (size_t i = 1; i < records_.size(); ++i) out += records_[i];
+  EXPECT_NE(out.find("forged line\\x1b[31m red\\xff\\u009b!"), std::string::npos) << out;
+  for (const std::string& rec : records_) {
+    for (char c : rec) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << rec;
+  }
+}
+
+// A positive status is neither success nor an error: ABI misuse, even with a final result.
+TEST_F(SandboxTest, PositiveStatusIsMisuse) {
+  add("positive_status");
+  expect_hostile("positive_status", RequestError::ABI_MISUSE, "returned 5");
+}
+
+// A guest error with the memory at its cap is the guest's error, not "memory limit".
+TEST_F(SandboxTest, GuestErrorAtTheMemoryCapIsTheGuestsError) {
+  add("error_at_cap", [] {
+    TenantLimits l = short_limits();
+    l.call_time = std::chrono::milliseconds(5000);
+    return l;
+  }());
+  auto r = expect_hostile("error_at_cap", RequestError::GUEST_ERROR, "the guest's own error");
+  EXPECT_NE(r.message.find("at its cap of 64 MiB"), std::string::npos) << r.message;
+}
+
+// Host work for the guest is charged: a guest whose own time is nearly nil cannot make the host
+// tokenize 4 MiB texts past its host-time budget.
+TEST_F(SandboxTest, HostWorkIsBoundedAndCharged) {
+  TenantLimits l = short_limits();
+  l.host_time = std::chrono::milliseconds(300);
+  add("host_work_hog", l);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r =
+      expect_hostile("host_work_hog", RequestError::HOST_WORK_LIMIT, "host work limit exceeded");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 5.0);
+  EXPECT_NE(r.message.find("in tokenize"), std::string::npos) << r.message;
+}
+
 TEST(SandboxEngine, ExportsInTheWrongOrder) {
   std::vector<std::string> modules = {kGuestDir + "/sbx_normal.wasm"};
   if (std::filesystem::exists(kGuestDir + "/realm_default.wasm")) {

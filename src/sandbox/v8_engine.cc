@@ -500,6 +500,8 @@ Expected<std::unique_ptr<WasmInstance>> V8Isolate::instantiate(
     }
     (void)ns(info.imports[i].module)->Set(ctx, v8_str(isolate_, info.imports[i].name), f);
   }
+  // Bound before any guest code can run (a host function reads the instance's memory).
+  inst->memory_.Reset(isolate_, memory.As<v8::WasmMemoryObject>());
   v8::Local<v8::Value> argv[2] = {module_obj, import_obj};
   v8::Local<v8::Object> instance;
   if (!instance_ctor_.Get(isolate_)->NewInstance(ctx, 2, argv).ToLocal(&instance)) {
@@ -511,7 +513,6 @@ Expected<std::unique_ptr<WasmInstance>> V8Isolate::instantiate(
   }
   inst->instance_.Reset(isolate_, instance);
   inst->exports_.Reset(isolate_, exports.As<v8::Object>());
-  inst->memory_.Reset(isolate_, memory.As<v8::WasmMemoryObject>());
   return std::unique_ptr<WasmInstance>(std::move(inst));
 }
 

@@ -282,6 +282,12 @@ Status read_section(uint8_t id, Reader& r, ModuleInfo& info) {
       if (*n > 0) info.defines_memory = true;
       return {};
     }
+    case 8: {  // start
+      auto f = r.uleb();
+      if (!f) return f.take_error();
+      info.start_function = static_cast<uint32_t>(*f);
+      return {};
+    }
     case 7: {  // exports
       auto n = r.uleb();
       if (!n) return n.take_error();

@@ -55,6 +55,7 @@ struct ModuleInfo {
   std::vector<uint32_t> functions;  // type index of each defined function
   std::vector<ExportEntry> exports;
   bool defines_memory = false;
+  std::optional<uint32_t> start_function;  // the start section's function, if there is one
 
   uint32_t n_imported_functions() const;
   const ExportEntry* find_export(std::string_view name) const;

@@ -1,5 +1,6 @@
 /* Hostile: forged, stale and never-created handles to every import that takes one, a second
- * final result, and sessions past the tenant's limit. Reports {"got": [...], "want": [...]}. */
+ * final result, events after it, and sessions past the tenant's limit. Reports {"got": [...],
+ * "want": [...]} as its error message (status -1). */
 #include <stdio.h>
 
 #include "guest_common.h"
@@ -41,15 +42,14 @@ EXPORT(realm_generate) int32_t realm_generate(int32_t h, const char* r, int32_t 
   for (int i = 0; i < 4; ++i) session_close(open[i]);
   check(emit_str(2, "{\"finish_reason\":\"stop\"}"), 0);
   check(emit_str(2, "{\"finish_reason\":\"stop\"}"), -7);
-  char fin[1024];
-  int len = snprintf(fin, sizeof fin, "{\"got\":[");
+  check(emit_str(1, "{\"text\":\"late\",\"id\":1}"), -7); /* nothing after the final result */
+  /* The final result went out already: the report is the error message. */
+  int len = snprintf(g_err, sizeof g_err, "{\"got\":[");
   for (int i = 0; i < n_checks; ++i)
-    len += snprintf(fin + len, sizeof fin - (size_t)len, "%s%d", i ? "," : "", (int)got[i]);
-  len += snprintf(fin + len, sizeof fin - (size_t)len, "],\"want\":[");
+    len += snprintf(g_err + len, sizeof g_err - (size_t)len, "%s%d", i ? "," : "", (int)got[i]);
+  len += snprintf(g_err + len, sizeof g_err - (size_t)len, "],\"want\":[");
   for (int i = 0; i < n_checks; ++i)
-    len += snprintf(fin + len, sizeof fin - (size_t)len, "%s%d", i ? "," : "", (int)want[i]);
-  len += snprintf(fin + len, sizeof fin - (size_t)len, "]}");
-  /* The final result went out already: report through a token event. */
-  emit(1, fin, len);
-  return 0;
+    len += snprintf(g_err + len, sizeof g_err - (size_t)len, "%s%d", i ? "," : "", (int)want[i]);
+  snprintf(g_err + len, sizeof g_err - (size_t)len, "]}");
+  return -1;
 }

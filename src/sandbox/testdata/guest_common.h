@@ -31,7 +31,7 @@ IMPORT(clock_ms) double clock_ms(void);
 
 /* Standard exports: version, allocator, and a one-slot handle table with a generation counter. */
 static int32_t g_live = 0, g_gen = 0;
-static char g_err[256];
+static char g_err[2048];
 
 __attribute__((unused)) static void set_err(const char* s) {
   strncpy(g_err, s, sizeof g_err - 1);
@@ -45,7 +45,14 @@ EXPORT(realm_alloc) void* realm_alloc(int32_t n) {
   return n > 0 ? malloc((size_t)n) : 0;
 }
 #endif
+/* AROUND_HOOK (optional): a function the exports realm_free and realm_last_error call first. */
+#ifdef AROUND_HOOK
+static void AROUND_HOOK(void);
+#endif
 EXPORT(realm_free) void realm_free(void* p) {
+#ifdef AROUND_HOOK
+  AROUND_HOOK();
+#endif
   free(p);
 }
 
@@ -69,6 +76,9 @@ EXPORT(realm_delete) int32_t realm_delete(int32_t h) {
 }
 
 EXPORT(realm_last_error) int32_t realm_last_error(int32_t h, char* buf, int32_t cap) {
+#ifdef AROUND_HOOK
+  AROUND_HOOK();
+#endif
   int32_t n = (int32_t)strlen(g_err);
   if (n <= cap) memcpy(buf, g_err, (size_t)n);
   return n;

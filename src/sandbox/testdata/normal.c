@@ -1,6 +1,6 @@
 /* A well-behaved test guest: greedy generation of "max_tokens" tokens after "prompt" (both read
- * with a tiny scanner: the tests send plain values), emitting {"id": N} events and a final
- * result. Used to show that a normal request succeeds right after each hostile one. */
+ * with a tiny scanner: the tests send plain values), emitting {"text": "", "id": N} events and a
+ * final result. Used to show that a normal request succeeds right after each hostile one. */
 #include <stdio.h>
 
 #include "guest_common.h"
@@ -58,7 +58,7 @@ EXPORT(realm_generate) int32_t realm_generate(int32_t h, const char* req, int32_
       if (logits[i] > logits[best]) best = i;
     }
     char ev[64];
-    snprintf(ev, sizeof ev, "{\"id\":%d}", (int)best);
+    snprintf(ev, sizeof ev, "{\"text\":\"\",\"id\":%d}", (int)best);
     if (emit_str(1, ev) == 1) break;
     if (produced + 1 < max_tokens) r = decode(s, &best, 1, logits, n_vocab);
   }
