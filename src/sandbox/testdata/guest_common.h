@@ -28,6 +28,7 @@ int32_t decode(int32_t session, const int32_t* tokens, int32_t n, float* logits,
 IMPORT(emit) int32_t emit(int32_t kind, const char* ptr, int32_t len);
 IMPORT(log) void realm_log(int32_t level, const char* ptr, int32_t len);
 IMPORT(clock_ms) double clock_ms(void);
+IMPORT(host_error) int32_t host_error(char* buf, int32_t cap);
 
 /* Standard exports: version, allocator, and a one-slot handle table with a generation counter. */
 static int32_t g_live = 0, g_gen = 0;

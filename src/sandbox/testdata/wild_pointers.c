@@ -29,6 +29,9 @@ EXPORT(realm_generate) int32_t realm_generate(int32_t h, const char* r, int32_t 
   check(model_open(WILD, 7), -2);
   check(model_open("stories", HUGE), -2);
   check(model_open("nope", 4), -4); /* not in the tenant's record: denied */
+  check(host_error(WILD, 4096), -2);  /* the reason for that, to a wild buffer */
+  check(host_error(buf, -1), -1);
+  check(host_error(buf, 4) > 4, 1); /* too small: the size needed, nothing written */
   int32_t m = model_open("stories", 7);
   check(m > 0, 1);
   check(model_info(m, WILD, 4096), -2);
