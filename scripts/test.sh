@@ -10,6 +10,10 @@ shared=${REALM_SHARED_DIR:-$root/../shared}
 jobs=${REALM_JOBS:-$(nproc)}
 fuzz_seconds=${REALM_FUZZ_SECONDS:-60}
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+# Clones in different folders share the cache: paths under the checkout are hashed relative to it,
+# and the working directory (in the debug info) is not hashed.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
+export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 
 step() { printf '\n== %s ==\n' "$*"; }
 

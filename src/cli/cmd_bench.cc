@@ -2,17 +2,23 @@
 // token generation speed, like llama-bench's pp/tg tests: pp = one prefill of N random tokens,
 // tg = N single-token decode steps; each repeated R times, the median reported. With --batch B,
 // tg runs B sessions stepping together in shared batches (tokens/s counts every session's tokens).
+// --json prints {"model", "threads", "batch", "pp": {"n", "tps", "runs"}, "tg": {...}, "load_ms",
+// "peak_rss_mb", "isa"}: the model's load time, the process's peak resident memory (VmHWM) and the
+// kernel path in use.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <string>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
 #include "cli/commands.h"
 #include "model/model.h"
+#include "tensor/kernels/kernels.h"
 
 namespace realm::cli {
 namespace {
@@ -20,6 +26,15 @@ namespace {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// The process's peak resident set (VmHWM) in MiB, 0 when unknown.
+double peak_rss_mb() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -49,7 +64,10 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       exit_code = 2;
       return;
     }
+    const auto t_load = std::chrono::steady_clock::now();
     auto m = model::Model::load(a->model);
+    const double load_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load).count();
     if (!m) {
       std::cerr << "realm: error: " << m.error().message << "\n";
       exit_code = 1;
@@ -112,6 +130,10 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     j["batch"] = a->batch;
     if (a->pp > 0) j["pp"] = {{"n", a->pp}, {"tps", median(pp_tps)}, {"runs", pp_tps}};
     if (a->tg > 0) j["tg"] = {{"n", a->tg}, {"tps", median(tg_tps)}, {"runs", tg_tps}};
+    j["load_ms"] = load_ms;
+    j["peak_rss_mb"] = peak_rss_mb();
+    auto kt = tensor::active_kernels();
+    j["isa"] = kt ? std::string(tensor::isa_name((*kt)->isa)) : std::string("?");
     if (a->json) {
       std::cout << j.dump() << "\n";
     } else {
