@@ -94,6 +94,18 @@ with tempfile.TemporaryDirectory() as tmp:
         r = realm_cmd("run", "-m", stories, "-p", "x", "--guest", trap_guest)
         check(r.returncode == 1 and "guest trapped" in r.stderr and "unreachable" in r.stderr,
               f"trapping guest: {r.returncode} {r.stderr!r}")
+    # The two guests that used to kill the process: a start section (SIGSEGV) is refused at load;
+    # events of the wrong types (SIGABRT in the event consumer) are refused by the host.
+    start_guest = os.path.join(guests, "sbx_x_start_section.wasm")
+    if os.path.exists(start_guest):
+        r = realm_cmd("run", "-m", stories, "-p", "x", "--guest", start_guest)
+        check(r.returncode == 1 and "start section" in r.stderr,
+              f"start-section guest: {r.returncode} {r.stderr!r}")
+    events_guest = os.path.join(guests, "sbx_bad_events.wasm")
+    if os.path.exists(events_guest):
+        r = realm_cmd("run", "-m", stories, "-p", "x", "--json", "--guest", events_guest)
+        check(r.returncode == 0 and json.loads(r.stdout)["text"] == "ok",
+              f"wrongly typed events: {r.returncode} {r.stderr!r} {r.stdout!r}")
     # The example custom guest (its own stop rule: one sentence by default) through --guest.
     sentence_guest = os.path.join(guests, "realm_sentence.wasm")
     if os.path.exists(sentence_guest):
