@@ -12,6 +12,7 @@ packages=(
   libpcre2-dev python3-jinja2
   libicu-dev
   libssl-dev
+  libboost1.81-dev
   libuv1 libc-ares2 libnghttp2-14 libbrotli1 libicu72 libssl3 zlib1g
 )
 

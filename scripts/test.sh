@@ -9,6 +9,7 @@ root=$(pwd)
 shared=${REALM_SHARED_DIR:-$root/../shared}
 jobs=${REALM_JOBS:-$(nproc)}
 fuzz_seconds=${REALM_FUZZ_SECONDS:-60}
+fuzz_request_seconds=${REALM_FUZZ_REQUEST_SECONDS:-20}
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
 # Clones in different folders share the cache: paths under the checkout are hashed relative to it,
 # and the working directory (in the debug info) is not hashed.
@@ -43,6 +44,14 @@ build-clang/bin/gguf_fuzz -seed=1 -max_total_time="$fuzz_seconds" -max_len=65536
   build-clang/fuzz/corpus build-clang/fuzz/seeds fuzz/regressions/gguf 2>build-clang/fuzz/log.txt ||
   { tail -50 build-clang/fuzz/log.txt; echo "fuzzer found a problem: see build-clang/fuzz/artifacts"; exit 1; }
 grep -E '^stat::number_of_executed_units|Done [0-9]+ runs' build-clang/fuzz/log.txt || true
+
+step "fuzz the server's request validation (seed 1, ${fuzz_request_seconds}s)"
+mkdir -p build-clang/fuzz/openai-corpus
+build-clang/bin/openai_fuzz -seed=1 -max_total_time="$fuzz_request_seconds" -max_len=8192 \
+  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-clang/fuzz/artifacts/ \
+  build-clang/fuzz/openai-corpus fuzz/seeds/openai 2>build-clang/fuzz/openai-log.txt ||
+  { tail -50 build-clang/fuzz/openai-log.txt; echo "fuzzer found a problem: see build-clang/fuzz/artifacts"; exit 1; }
+grep -E '^stat::number_of_executed_units' build-clang/fuzz/openai-log.txt || true
 
 step "tests (clang 14, ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-clang -j"$jobs" --output-on-failure --timeout 900

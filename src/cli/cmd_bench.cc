@@ -11,9 +11,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <string>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "cli/commands.h"
@@ -67,7 +67,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     const auto t_load = std::chrono::steady_clock::now();
     auto m = model::Model::load(a->model);
     const double load_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load).count();
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load)
+            .count();
     if (!m) {
       std::cerr << "realm: error: " << m.error().message << "\n";
       exit_code = 1;

@@ -1,0 +1,71 @@
+// The OpenAI API surface of `realm serve`: request bodies validated into the guest ABI's request
+// JSON (docs/abi.md), and the guest's events shaped into OpenAI's responses and stream chunks.
+// Pure functions over JSON text, so they are unit-tested and fuzzed without a server.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace realm::server {
+
+// An error as OpenAI's API reports it: HTTP status and {"error": {message, type, param, code}}.
+struct ApiError {
+  ApiError(int status_ = 400, std::string message_ = "",
+           std::string type_ = "invalid_request_error", std::string param_ = "",
+           std::string code_ = "")
+      : status(status_),
+        message(std::move(message_)),
+        type(std::move(type_)),
+        param(std::move(param_)),
+        code(std::move(code_)) {}
+  int status;
+  std::string message;
+  std::string type;
+  std::string param;  // "" = null
+  std::string code;   // "" = null
+};
+std::string error_body(const ApiError& e);
+
+enum class Endpoint { COMPLETIONS, CHAT };
+
+// A validated generation request.
+struct GenRequest {
+  Endpoint endpoint = Endpoint::COMPLETIONS;
+  std::string model;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  nlohmann::json guest;        // the request for the tenant's guest
+};
+
+// Validates a request body for `endpoint`: the OpenAI fields (model, prompt / messages,
+// max_tokens / max_completion_tokens, temperature, top_p, stop, seed, n = 1, presence_penalty,
+// frequency_penalty, stream, stream_options, user) and the llama.cpp extensions top_k, min_p,
+// repeat_penalty; unknown fields are ignored. Not yet served, and refused by name rather than
+// ignored: logprobs / top_logprobs, logit_bias. An error names the field and the offending value.
+std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::string_view body);
+
+// OpenAI's finish reason for the guest's ("eos" and "stop" -> "stop", "length").
+std::string finish_reason(std::string_view guest_reason);
+
+// Builds responses for one request: `id` ("cmpl-..." / "chatcmpl-..."), `created` (Unix seconds).
+struct Shaper {
+  Endpoint endpoint;
+  std::string id, model;
+  int64_t created = 0;
+
+  // A stream chunk carrying `text` (the first chat chunk also carries the role).
+  nlohmann::json chunk(const std::string& text, bool first) const;
+  // The last choice chunk: empty delta / text and the finish reason.
+  nlohmann::json final_chunk(const std::string& finish) const;
+  // The usage chunk (no choices), sent last when stream_options.include_usage is set.
+  nlohmann::json usage_chunk(int64_t prompt_tokens, int64_t completion_tokens) const;
+  // The whole (non-streamed) response.
+  nlohmann::json response(const std::string& text, const std::string& finish, int64_t prompt_tokens,
+                          int64_t completion_tokens) const;
+};
+
+}  // namespace realm::server

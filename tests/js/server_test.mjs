@@ -1,0 +1,171 @@
+// `realm serve` against the official `openai` npm client on 127.0.0.1: completions and chat
+// completions, streamed and not, give the text `realm run` gives for the same greedy request, with
+// exact usage; the SDK's stream helpers accept the chunks; errors have OpenAI's status and shape;
+// SIGTERM mid-stream exits 0.
+//   node server_test.mjs --realm build/bin/realm --shared ../shared
+import {spawn, spawnSync} from "node:child_process";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {test, after, before} from "node:test";
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, v, i, a) =>
+  (v.startsWith("--") ? [...acc, [v.slice(2), a[i + 1]]] : acc), []));
+const realm = args.realm, shared = args.shared;
+let OpenAI;
+try {
+  ({default: OpenAI} = await import("openai"));
+} catch {
+  console.log("SKIP: the openai package is not installed (scripts/setup.sh installs it)");
+  process.exit(77);
+}
+const model = path.join(shared, "models/stories260K.gguf");
+
+function startServer(extra = []) {
+  const proc = spawn(realm, ["serve", "--model", `stories=${model}`, "--port", "0", "-t", "2",
+                             "-c", "512", ...extra], {stdio: ["ignore", "ignore", "pipe"]});
+  let log = "";
+  const ready = new Promise((resolve, reject) => {
+    proc.stderr.on("data", (d) => {
+      log += d;
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on("exit", (code) => reject(new Error(`realm serve exited with ${code}: ${log}`)));
+  });
+  return {proc, ready, log: () => log};
+}
+
+function realmRun(prompt, n) {
+  const r = spawnSync(realm, ["run", "-m", model, "-p", prompt, "-n", String(n), "--temp", "0",
+                              "--json", "-t", "2"], {encoding: "utf8"});
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+let server, port, client;
+before(async () => {
+  server = startServer();
+  port = await server.ready;
+  client = new OpenAI({baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "unused", maxRetries: 0});
+});
+after(() => server.proc.kill("SIGKILL"));
+
+test("completions equal realm run, streamed and not, with exact usage", async () => {
+  const want = realmRun("Once upon a time", 32);
+  const r = await client.completions.create({model: "stories", prompt: "Once upon a time",
+                                             max_tokens: 32, temperature: 0});
+  assert.equal(r.object, "text_completion");
+  assert.equal(r.choices[0].text, want.text);
+  assert.equal(r.choices[0].finish_reason, "length");
+  assert.deepEqual(r.usage, {prompt_tokens: want.prompt_ids.length, completion_tokens: 32,
+                             total_tokens: want.prompt_ids.length + 32});
+  const stream = await client.completions.create({model: "stories", prompt: "Once upon a time",
+                                                  max_tokens: 32, temperature: 0, stream: true,
+                                                  stream_options: {include_usage: true}});
+  let text = "", finish = null, usage = null, afterUsage = 0;
+  for await (const chunk of stream) {
+    if (usage) ++afterUsage;
+    if (chunk.usage) usage = chunk.usage;
+    else assert.equal(chunk.usage, null);
+    for (const c of chunk.choices) {
+      text += c.text;
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(text, want.text);
+  assert.equal(finish, "length");
+  assert.equal(usage.completion_tokens, 32);
+  assert.equal(usage.prompt_tokens, want.prompt_ids.length);
+  assert.equal(afterUsage, 0, "the usage chunk comes last");
+});
+
+test("chat completions equal realm run on the rendered template; the SDK stream helper accepts them", async () => {
+  const messages = [{role: "user", content: "Tell me a story"}];
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "realm-serve-")), "m.json");
+  fs.writeFileSync(file, JSON.stringify(messages));
+  const t = spawnSync(realm, ["template", "-m", model, "-f", file], {encoding: "utf8"});
+  assert.equal(t.status, 0, t.stderr);
+  const want = realmRun(t.stdout, 24);
+  const r = await client.chat.completions.create({model: "stories", messages, max_tokens: 24,
+                                                  temperature: 0});
+  assert.equal(r.object, "chat.completion");
+  assert.equal(r.choices[0].message.role, "assistant");
+  assert.equal(r.choices[0].message.content, want.text);
+  const runner = client.chat.completions.stream({model: "stories", messages, max_tokens: 24,
+                                                 temperature: 0,
+                                                 stream_options: {include_usage: true}});
+  let roles = 0;
+  runner.on("chunk", (c) => { for (const ch of c.choices) if (ch.delta.role) ++roles; });
+  const final = await runner.finalChatCompletion();
+  assert.equal(final.choices[0].message.content, want.text);
+  assert.equal(final.choices[0].finish_reason, "length");
+  assert.equal(roles, 1, "role only in the first delta");
+  assert.equal(final.usage.completion_tokens, 24);
+});
+
+test("models, and errors with OpenAI's statuses and shapes", async () => {
+  const list = await client.models.list();
+  assert.deepEqual(list.data.map((m) => m.id), ["stories"]);
+  assert.equal((await client.models.retrieve("stories")).id, "stories");
+  await assert.rejects(client.models.retrieve("nope"), (e) => e.status === 404);
+  await assert.rejects(client.completions.create({model: "nope", prompt: "x"}),
+                       (e) => e.status === 404 && e.code === "model_not_found" && e.param === "model");
+  await assert.rejects(client.completions.create({model: "stories", prompt: "x", temperature: "hot"}),
+                       (e) => e.status === 400 && e.param === "temperature" && /"hot"/.test(e.message));
+  await assert.rejects(client.completions.create({model: "stories", prompt: "x", n: 2}),
+                       (e) => e.status === 400 && e.param === "n");
+  await assert.rejects(client.completions.create({model: "stories", prompt: "x", max_tokens: 600}),
+                       (e) => e.status === 400 && e.code === "context_length_exceeded");
+  const base = `http://127.0.0.1:${port}`;
+  let res = await fetch(`${base}/v1/completions`, {method: "POST", body: "{"});
+  assert.equal(res.status, 400);
+  assert.ok(res.headers.get("x-request-id"));
+  assert.equal((await res.json()).error.type, "invalid_request_error");
+  res = await fetch(`${base}/v1/nothing`);
+  assert.equal(res.status, 404);
+  res = await fetch(`${base}/v1/completions`);
+  assert.equal(res.status, 405);
+  res = await fetch(`${base}/v1/completions`, {method: "POST", body: "x".repeat(2 << 20)});
+  assert.equal(res.status, 413);
+  res = await fetch(`${base}/health`);
+  assert.deepEqual(await res.json(), {status: "ok"});
+});
+
+test("a client that disconnects mid-stream does not hurt the next request", async () => {
+  const ctl = new AbortController();
+  const stream = await client.completions.create({model: "stories", prompt: "Once upon a time",
+                                                  max_tokens: 400, temperature: 0, stream: true},
+                                                 {signal: ctl.signal});
+  let n = 0;
+  try {
+    for await (const _ of stream) if (++n === 3) ctl.abort();
+  } catch (e) {
+    assert.ok(ctl.signal.aborted, String(e));
+  }
+  const want = realmRun("Once upon a time", 8);
+  const r = await client.completions.create({model: "stories", prompt: "Once upon a time",
+                                             max_tokens: 8, temperature: 0});
+  assert.equal(r.choices[0].text, want.text);
+});
+
+test("SIGTERM mid-stream: the stream finishes within the grace period and the server exits 0", async () => {
+  const s = startServer(["--grace-s", "10"]);
+  const p = await s.ready;
+  const c = new OpenAI({baseURL: `http://127.0.0.1:${p}/v1`, apiKey: "unused", maxRetries: 0});
+  const exited = new Promise((resolve) => s.proc.on("exit", (code) => resolve(code)));
+  const stream = await c.completions.create({model: "stories", prompt: "Once upon a time",
+                                             max_tokens: 200, temperature: 0, stream: true});
+  let text = "", finish = null, n = 0;
+  for await (const chunk of stream) {
+    if (++n === 2) s.proc.kill("SIGTERM");
+    for (const ch of chunk.choices) {
+      text += ch.text;
+      if (ch.finish_reason) finish = ch.finish_reason;
+    }
+  }
+  assert.equal(finish, "length");
+  assert.equal(text, realmRun("Once upon a time", 200).text);
+  assert.equal(await exited, 0, s.log());
+});
