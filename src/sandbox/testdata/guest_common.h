@@ -5,6 +5,7 @@
 #define REALM_SANDBOX_TESTDATA_GUEST_COMMON_H_
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,28 @@ EXPORT(realm_last_error) int32_t realm_last_error(int32_t h, char* buf, int32_t 
   int32_t n = (int32_t)strlen(g_err);
   if (n <= cap) memcpy(buf, g_err, (size_t)n);
   return n;
+}
+
+/* Checks of the host's answers: check(got, want) records one; check_report writes `prefix`
+ * followed by "got": [...], "want": [...]} into buf (the caller's JSON object is closed). */
+static int32_t g_got[64], g_want[64];
+static int g_n_checks = 0;
+__attribute__((unused)) static void check(int32_t got, int32_t want) {
+  if (g_n_checks < 64) {
+    g_got[g_n_checks] = got;
+    g_want[g_n_checks] = want;
+    ++g_n_checks;
+  }
+}
+__attribute__((unused)) static int check_report(char* buf, int cap, const char* prefix) {
+  int len = snprintf(buf, (size_t)cap, "%s\"got\":[", prefix);
+  for (int i = 0; i < g_n_checks; ++i)
+    len += snprintf(buf + len, (size_t)(cap - len), "%s%d", i ? "," : "", (int)g_got[i]);
+  len += snprintf(buf + len, (size_t)(cap - len), "],\"want\":[");
+  for (int i = 0; i < g_n_checks; ++i)
+    len += snprintf(buf + len, (size_t)(cap - len), "%s%d", i ? "," : "", (int)g_want[i]);
+  len += snprintf(buf + len, (size_t)(cap - len), "]}");
+  return len;
 }
 
 #define WASI(name) __attribute__((import_module("wasi_snapshot_preview1"), import_name(#name)))
