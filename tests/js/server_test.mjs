@@ -133,6 +133,21 @@ test("models, and errors with OpenAI's statuses and shapes", async () => {
   assert.deepEqual(await res.json(), {status: "ok"});
 });
 
+test("32 concurrent streams each get the text they get alone (same seed)", async () => {
+  const req = (seed) => ({model: "stories", prompt: "Once upon a time", max_tokens: 48,
+                          temperature: 0.9, seed});
+  const alone = [];
+  for (let i = 0; i < 4; ++i) alone.push((await client.completions.create(req(i))).choices[0].text);
+  const runs = Array.from({length: 32}, async (_, k) => {
+    const stream = await client.completions.create({...req(k % 4), stream: true});
+    let text = "";
+    for await (const chunk of stream) for (const c of chunk.choices) text += c.text;
+    return text;
+  });
+  const texts = await Promise.all(runs);
+  texts.forEach((t, k) => assert.equal(t, alone[k % 4], `stream ${k}`));
+});
+
 test("a client that disconnects mid-stream does not hurt the next request", async () => {
   const ctl = new AbortController();
   const stream = await client.completions.create({model: "stories", prompt: "Once upon a time",
