@@ -104,7 +104,64 @@ std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::str
   r.model = model->get<std::string>();
   g["model"] = r.model;
 
-  if (endpoint == Endpoint::COMPLETIONS) {
+  if (endpoint == Endpoint::RESPONSES) {
+    for (const char* key : {"previous_response_id", "tools", "conversation"}) {
+      auto it = doc.find(key);
+      if (it != doc.end() && !it->is_null() && !(it->is_array() && it->empty())) {
+        return bad(key, "'" + std::string(key) + "' is not served yet");
+      }
+    }
+    if (auto st = doc.find("store"); st != doc.end() && *st == true) {
+      return bad("store", "'store': true is not served yet (responses are not kept)");
+    }
+    Json msgs = Json::array();
+    if (auto ins = doc.find("instructions"); ins != doc.end() && !ins->is_null()) {
+      if (!ins->is_string()) return bad_type("instructions", "a string", *ins);
+      msgs.push_back({{"role", "system"}, {"content", *ins}});
+    }
+    auto in = doc.find("input");
+    if (in == doc.end()) return bad("input", "'input' is required");
+    if (in->is_string()) {
+      msgs.push_back({{"role", "user"}, {"content", *in}});
+    } else if (in->is_array() && !in->empty()) {
+      for (size_t i = 0; i < in->size(); ++i) {
+        const Json& item = (*in)[i];
+        const std::string p = "input[" + std::to_string(i) + "]";
+        if (!item.is_object() || (item.contains("type") && item["type"] != "message")) {
+          return bad(p, "'" + p + "' must be a message item, got " + shown(item));
+        }
+        auto role = item.find("role");
+        if (role == item.end() || !role->is_string() ||
+            (*role != "system" && *role != "developer" && *role != "user" &&
+             *role != "assistant")) {
+          return bad(p + ".role", "'" + p + ".role' must be system, developer, user or assistant");
+        }
+        std::string text;
+        const Json content = item.value("content", Json());
+        if (content.is_string()) {
+          text = content.get<std::string>();
+        } else if (content.is_array()) {
+          for (size_t k = 0; k < content.size(); ++k) {
+            const Json& part = content[k];
+            const std::string pp = p + ".content[" + std::to_string(k) + "]";
+            const Json type = part.is_object() ? part.value("type", Json()) : Json();
+            if ((type != "input_text" && type != "output_text" && type != "text") ||
+                !part.contains("text") || !part["text"].is_string()) {
+              return bad(pp, "'" + pp + "' must be an input_text part, got " + shown(part));
+            }
+            text += part["text"].get<std::string>();
+          }
+        } else {
+          return bad_type(p + ".content", "a string or an array of input_text parts", content);
+        }
+        msgs.push_back({{"role", *role == "developer" ? "system" : role->get<std::string>()},
+                        {"content", text}});
+      }
+    } else {
+      return bad_type("input", "a string or a non-empty array of message items", *in);
+    }
+    g["messages"] = std::move(msgs);
+  } else if (endpoint == Endpoint::COMPLETIONS) {
     auto p = doc.find("prompt");
     if (p == doc.end()) return bad("prompt", "'prompt' is required");
     if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
@@ -145,7 +202,7 @@ std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::str
 
   // max_tokens (legacy) or max_completion_tokens: a non-negative integer; absent: the model's
   // context decides (the guest's default).
-  for (const char* key : {"max_completion_tokens", "max_tokens"}) {
+  for (const char* key : {"max_output_tokens", "max_completion_tokens", "max_tokens"}) {
     if (auto e = get_int(doc, key, 0, std::numeric_limits<int32_t>::max(), g, "max_tokens")) {
       return *e;
     }
@@ -210,6 +267,46 @@ std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::str
   }
   if (auto u = doc.find("user"); u != doc.end() && !u->is_null() && !u->is_string()) {
     return bad_type("user", "a string", *u);
+  }
+  return r;
+}
+
+Json ResponseShaper::message_item(const std::string& status, const std::string& text) const {
+  Json content = Json::array();
+  if (status != "in_progress") {
+    content.push_back({{"type", "output_text"}, {"text", text}, {"annotations", Json::array()}});
+  }
+  return {{"type", "message"},
+          {"id", item_id},
+          {"status", status},
+          {"role", "assistant"},
+          {"content", std::move(content)}};
+}
+
+Json ResponseShaper::response(const std::string& status, const std::string& text,
+                              int64_t input_tokens, int64_t output_tokens, bool with_output) const {
+  Json output = Json::array();
+  if (with_output)
+    output.push_back(message_item(status == "in_progress" ? status : "completed", text));
+  Json r = {{"id", id},
+            {"object", "response"},
+            {"created_at", created},
+            {"status", status},
+            {"error", nullptr},
+            {"incomplete_details",
+             status == "incomplete" ? Json{{"reason", "max_output_tokens"}} : Json()},
+            {"model", model},
+            {"output", std::move(output)},
+            {"parallel_tool_calls", false},
+            {"tool_choice", "none"},
+            {"tools", Json::array()},
+            {"usage", nullptr}};
+  if (status != "in_progress") {
+    r["usage"] = {{"input_tokens", input_tokens},
+                  {"input_tokens_details", {{"cached_tokens", 0}}},
+                  {"output_tokens", output_tokens},
+                  {"output_tokens_details", {{"reasoning_tokens", 0}}},
+                  {"total_tokens", input_tokens + output_tokens}};
   }
   return r;
 }

@@ -30,7 +30,7 @@ struct ApiError {
 };
 std::string error_body(const ApiError& e);
 
-enum class Endpoint { COMPLETIONS, CHAT };
+enum class Endpoint { COMPLETIONS, CHAT, RESPONSES };
 
 // A validated generation request.
 struct GenRequest {
@@ -46,7 +46,21 @@ struct GenRequest {
 // frequency_penalty, stream, stream_options, user) and the llama.cpp extensions top_k, min_p,
 // repeat_penalty; unknown fields are ignored. Not yet served, and refused by name rather than
 // ignored: logprobs / top_logprobs, logit_bias. An error names the field and the offending value.
+// For RESPONSES (the Responses API, stateless): `input` (a string, or message items with string or
+// input_text content), `instructions` (a system message first), `max_output_tokens`,
+// `temperature`, `top_p`, `stream`; `previous_response_id`, `tools` and `store: true` are refused
+// by name until they are served.
 std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::string_view body);
+
+// The Responses API's objects for one response (`id` "resp_...", its message item "msg_...").
+struct ResponseShaper {
+  std::string id, item_id, model;
+  int64_t created = 0;
+  // The response object: status "in_progress", "completed" or "incomplete" (by length).
+  nlohmann::json response(const std::string& status, const std::string& text, int64_t input_tokens,
+                          int64_t output_tokens, bool with_output) const;
+  nlohmann::json message_item(const std::string& status, const std::string& text) const;
+};
 
 // OpenAI's finish reason for the guest's ("eos" and "stop" -> "stop", "length").
 std::string finish_reason(std::string_view guest_reason);

@@ -86,6 +86,34 @@ TEST(OpenAiRequest, ErrorsNameTheFieldAndTheValue) {
             "the request body is not valid JSON");
 }
 
+TEST(OpenAiRequest, ResponsesInputAndInstructions) {
+  GenRequest r =
+      ok(Endpoint::RESPONSES,
+         R"({"model":"m","instructions":"be brief","input":"hi","max_output_tokens":4})");
+  EXPECT_EQ(r.guest["messages"], Json::parse(R"([{"role":"system","content":"be brief"},
+                                                 {"role":"user","content":"hi"}])"));
+  EXPECT_EQ(r.guest["max_tokens"], 4);
+  r = ok(Endpoint::RESPONSES, R"({"model":"m","input":[{"type":"message","role":"user",
+      "content":[{"type":"input_text","text":"a"},{"type":"input_text","text":"b"}]}]})");
+  EXPECT_EQ(r.guest["messages"][0]["content"], "ab");
+  EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m"})").param, "input");
+  EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m","input":"x","previous_response_id":"r"})")
+                .param,
+            "previous_response_id");
+  EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m","input":"x","store":true})").param,
+            "store");
+  EXPECT_EQ(
+      error_of(Endpoint::RESPONSES, R"({"model":"m","input":[{"type":"function_call"}]})").param,
+      "input[0]");
+  ResponseShaper rs{"resp_1", "msg_1", "m", 5};
+  Json done = rs.response("completed", "hey", 3, 2, true);
+  EXPECT_EQ(done["output"][0]["content"][0]["text"], "hey");
+  EXPECT_EQ(done["usage"]["total_tokens"], 5);
+  EXPECT_TRUE(rs.response("in_progress", "", 0, 0, false)["usage"].is_null());
+  EXPECT_EQ(rs.response("incomplete", "x", 1, 1, true)["incomplete_details"]["reason"],
+            "max_output_tokens");
+}
+
 TEST(OpenAiResponse, ShapesFollowTheSdksStreamRules) {
   Shaper chat{Endpoint::CHAT, "chatcmpl-1", "m", 100};
   Json first = chat.chunk("Hi", true), next = chat.chunk(" there", false);

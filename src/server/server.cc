@@ -262,10 +262,13 @@ bool Server::Impl::handle(tcp::socket& sock, const http::request<http::string_bo
                "model_not_found"});
       }
     }
-  } else if (path == "/v1/completions" || path == "/v1/chat/completions") {
+  } else if (path == "/v1/completions" || path == "/v1/chat/completions" ||
+             path == "/v1/responses") {
     if (only(http::verb::post)) {
-      ok = generate(sock, req, path == "/v1/completions" ? Endpoint::COMPLETIONS : Endpoint::CHAT,
-                    rid);
+      const Endpoint ep = path == "/v1/completions"        ? Endpoint::COMPLETIONS
+                          : path == "/v1/chat/completions" ? Endpoint::CHAT
+                                                           : Endpoint::RESPONSES;
+      ok = generate(sock, req, ep, rid);
       status = 0;  // logged by generate
     }
   } else {
@@ -284,10 +287,12 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
   const auto t0 = std::chrono::steady_clock::now();
   const bool keep = req.keep_alive() && !stopping;
   auto log = [&](int status, const char* note) {
-    std::fprintf(stderr, "realm serve: %s POST %s %d %.3f s%s\n", rid.c_str(),
-                 ep == Endpoint::CHAT ? "/v1/chat/completions" : "/v1/completions", status,
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                 note);
+    std::fprintf(
+        stderr, "realm serve: %s POST %s %d %.3f s%s\n", rid.c_str(),
+        ep == Endpoint::CHAT        ? "/v1/chat/completions"
+        : ep == Endpoint::RESPONSES ? "/v1/responses"
+                                    : "/v1/completions",
+        status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), note);
   };
   auto parsed = parse_gen_request(ep, req.body());
   if (auto* e = std::get_if<ApiError>(&parsed)) {
@@ -334,6 +339,9 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
 
   Shaper shaper{ep, (ep == Endpoint::CHAT ? "chatcmpl-" : "cmpl-") + random_hex(24), g.model,
                 unix_now()};
+  const bool responses = ep == Endpoint::RESPONSES;
+  ResponseShaper rs{"resp_" + random_hex(32), "msg_" + random_hex(32), g.model, unix_now()};
+  int64_t sequence = 0;
   std::string text, guest_finish;
   int64_t completion_tokens = 0;
   bool started = false, write_failed = false, first_chunk = true;
@@ -352,11 +360,34 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
       http::write_header(sock, serializer, ec);
       started = true;
     }
-    const std::string data =
-        "data: " + j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+    // Responses API events are typed and numbered; the others are plain data lines.
+    std::string data;
+    if (responses) {
+      Json ev = j;
+      ev["sequence_number"] = sequence++;
+      data = "event: " + ev.value("type", std::string("error")) + "\n";
+      data += "data: " + ev.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+    } else {
+      data = "data: " + j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+    }
     if (!ec) net::write(sock, http::make_chunk(net::buffer(data)), ec);
     if (ec) write_failed = true;
   };
+  const Json part0 = {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}};
+  if (responses && g.stream) {  // the preamble: the response, its message item, its text part
+    write_sse(
+        {{"type", "response.created"}, {"response", rs.response("in_progress", "", 0, 0, false)}});
+    write_sse({{"type", "response.in_progress"},
+               {"response", rs.response("in_progress", "", 0, 0, false)}});
+    write_sse({{"type", "response.output_item.added"},
+               {"output_index", 0},
+               {"item", rs.message_item("in_progress", "")}});
+    write_sse({{"type", "response.content_part.added"},
+               {"item_id", rs.item_id},
+               {"output_index", 0},
+               {"content_index", 0},
+               {"part", part0}});
+  }
   for (;;) {
     std::pair<int, std::string> ev;
     {
@@ -375,7 +406,16 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
     const std::string piece = j.value("text", std::string());
     text += piece;
     if (g.stream && !piece.empty()) {
-      write_sse(shaper.chunk(piece, first_chunk));
+      if (responses) {
+        write_sse({{"type", "response.output_text.delta"},
+                   {"item_id", rs.item_id},
+                   {"output_index", 0},
+                   {"content_index", 0},
+                   {"delta", piece},
+                   {"logprobs", Json::array()}});
+      } else {
+        write_sse(shaper.chunk(piece, first_chunk));
+      }
       first_chunk = false;
       if (write_failed) {
         {
@@ -403,13 +443,51 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
       std::fprintf(stderr, "realm serve: %s: %s\n", rid.c_str(), r.message.c_str());
     log(e.status, "");
     if (!started) return send_error(sock, req, e, rid, keep);
-    write_sse(Json::parse(error_body(e)));
     beast::error_code ec;
-    net::write(sock, http::make_chunk(net::buffer(std::string("data: [DONE]\n\n"))), ec);
+    if (responses) {
+      write_sse({{"type", "error"},
+                 {"code", e.code.empty() ? Json() : Json(e.code)},
+                 {"message", e.message},
+                 {"param", e.param.empty() ? Json() : Json(e.param)}});
+    } else {
+      write_sse(Json::parse(error_body(e)));
+      net::write(sock, http::make_chunk(net::buffer(std::string("data: [DONE]\n\n"))), ec);
+    }
     net::write(sock, http::make_chunk_last(), ec);
     return false;
   }
   const std::string finish = finish_reason(guest_finish);
+  if (responses) {
+    const std::string status = finish == "length" ? "incomplete" : "completed";
+    const Json final_response = rs.response(status, text, prompt_tokens, completion_tokens, true);
+    if (!g.stream) {
+      log(200, "");
+      return send(sock, req, http::status::ok,
+                  final_response.dump(-1, ' ', false, Json::error_handler_t::replace), rid, keep);
+    }
+    Json part = part0;
+    part["text"] = text;
+    write_sse({{"type", "response.output_text.done"},
+               {"item_id", rs.item_id},
+               {"output_index", 0},
+               {"content_index", 0},
+               {"text", text},
+               {"logprobs", Json::array()}});
+    write_sse({{"type", "response.content_part.done"},
+               {"item_id", rs.item_id},
+               {"output_index", 0},
+               {"content_index", 0},
+               {"part", part}});
+    write_sse({{"type", "response.output_item.done"},
+               {"output_index", 0},
+               {"item", rs.message_item("completed", text)}});
+    write_sse({{"type", status == "completed" ? "response.completed" : "response.incomplete"},
+               {"response", final_response}});
+    beast::error_code ec;
+    if (!write_failed) net::write(sock, http::make_chunk_last(), ec);
+    log(200, "");
+    return !write_failed && !ec;
+  }
   if (!g.stream) {
     log(200, "");
     return send(sock, req, http::status::ok,

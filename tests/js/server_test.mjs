@@ -105,6 +105,39 @@ test("chat completions equal realm run on the rendered template; the SDK stream 
   assert.equal(final.usage.completion_tokens, 24);
 });
 
+test("responses (stateless) give the chat text, streamed and not", async () => {
+  const messages = [{role: "system", content: "Be kind."}, {role: "user", content: "Tell me a story"}];
+  const chat = await client.chat.completions.create({model: "stories", messages, max_tokens: 20,
+                                                     temperature: 0});
+  const want = chat.choices[0].message.content;
+  const r = await client.responses.create({model: "stories", instructions: "Be kind.",
+                                           input: "Tell me a story", max_output_tokens: 20,
+                                           temperature: 0});
+  assert.equal(r.object, "response");
+  assert.equal(r.output_text, want);
+  assert.equal(r.status, "incomplete");
+  assert.equal(r.usage.output_tokens, 20);
+  assert.equal(r.usage.input_tokens, chat.usage.prompt_tokens);
+  const items = await client.responses.create({model: "stories", max_output_tokens: 20,
+                                               temperature: 0, input: [
+    {role: "developer", content: "Be kind."},
+    {type: "message", role: "user", content: [{type: "input_text", text: "Tell me a story"}]}]});
+  assert.equal(items.output_text, want);
+  const types = [];
+  const stream = client.responses.stream({model: "stories", instructions: "Be kind.",
+                                          input: "Tell me a story", max_output_tokens: 20,
+                                          temperature: 0});
+  stream.on("event", (e) => types.push(e.type));
+  const final = await stream.finalResponse();
+  assert.equal(final.output_text, want);
+  assert.equal(types[0], "response.created");
+  assert.equal(types[types.length - 1], "response.incomplete");
+  assert.ok(types.includes("response.output_text.delta"));
+  await assert.rejects(client.responses.create({model: "stories", input: "x",
+                                                previous_response_id: "resp_1"}),
+                       (e) => e.status === 400 && e.param === "previous_response_id");
+});
+
 test("models, and errors with OpenAI's statuses and shapes", async () => {
   const list = await client.models.list();
   assert.deepEqual(list.data.map((m) => m.id), ["stories"]);
