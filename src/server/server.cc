@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "model/model.h"
+#include "server/metrics.h"
 #include "server/openai.h"
 
 namespace realm::server {
@@ -118,6 +119,7 @@ struct Server::Impl {
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
   int64_t created = unix_now();
+  Metrics metrics;
 
   std::atomic<bool> stopping{false};
   std::mutex mu;
@@ -246,6 +248,20 @@ bool Server::Impl::handle(tcp::socket& sock, const http::request<http::string_bo
         reply(http::status::ok, {{"status", "ready"}});
       }
     }
+  } else if (path == "/metrics") {
+    if (only(http::verb::get)) {
+      int running = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        running = active_requests;
+      }
+      const double waiting = static_cast<double>(sandbox->queued());
+      status = 200;
+      ok = send(sock, req, http::status::ok,
+                metrics.render({{"realm:num_requests_running", running - waiting},
+                                {"realm:num_requests_waiting", waiting}}),
+                rid, keep, {{"Content-Type", "text/plain; version=0.0.4"}});
+    }
   } else if (path == "/v1/models") {
     if (only(http::verb::get)) {
       Json data = Json::array();
@@ -286,7 +302,11 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
                             Endpoint ep, const std::string& rid) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool keep = req.keep_alive() && !stopping;
+  Metrics::Request m;
   auto log = [&](int status, const char* note) {
+    m.status = status;
+    m.e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!m.model.empty()) metrics.record(m);
     std::fprintf(
         stderr, "realm serve: %s POST %s %d %.3f s%s\n", rid.c_str(),
         ep == Endpoint::CHAT        ? "/v1/chat/completions"
@@ -307,6 +327,7 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
     return send_error(sock, req, e, rid, keep);
   }
   g.guest["n_ctx"] = options.n_ctx;
+  m.model = g.model;
 
   auto channel = std::make_shared<EventChannel>();
   channel->cap = options.max_buffered_events;
@@ -344,6 +365,7 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
   int64_t sequence = 0;
   std::string text, guest_finish;
   int64_t completion_tokens = 0;
+  auto last_token = t0;
   bool started = false, write_failed = false, first_chunk = true;
   http::response<http::empty_body> head{http::status::ok, req.version()};
   http::response_serializer<http::empty_body> serializer{head};
@@ -402,7 +424,16 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
       guest_finish = j.value("finish_reason", std::string("stop"));
       continue;
     }
-    if (j.value("id", -1) >= 0) ++completion_tokens;
+    if (j.value("id", -1) >= 0) {
+      ++completion_tokens;
+      const auto now = std::chrono::steady_clock::now();
+      if (m.ttft_s < 0) {
+        m.ttft_s = std::chrono::duration<double>(now - t0).count();
+      } else {
+        m.itl_s.push_back(std::chrono::duration<double>(now - last_token).count());
+      }
+      last_token = now;
+    }
     const std::string piece = j.value("text", std::string());
     text += piece;
     if (g.stream && !piece.empty()) {
@@ -429,6 +460,8 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
   finish_waiter.join();
   const sandbox::RequestResult r = future.get();
   const int64_t prompt_tokens = r.tokens_decoded - std::max<int64_t>(completion_tokens - 1, 0);
+  m.prompt_tokens = prompt_tokens;
+  m.generation_tokens = completion_tokens;
   if (write_failed || (channel->gone && !channel->overflow)) {
     log(499, " (client gone)");
     return false;

@@ -181,6 +181,41 @@ test("32 concurrent streams each get the text they get alone (same seed)", async
   texts.forEach((t, k) => assert.equal(t, alone[k % 4], `stream ${k}`));
 });
 
+test("/metrics: Prometheus text with vLLM-style names; token counters follow usage exactly", async () => {
+  const base = `http://127.0.0.1:${port}`;
+  const scrape = async () => {
+    const res = await fetch(`${base}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type"), /text\/plain/);
+    return res.text();
+  };
+  const value = (text, series) => {
+    const line = text.split("\n").find((l) => l.startsWith(series + " "));
+    return line ? Number(line.slice(series.length + 1)) : 0;
+  };
+  const before = await scrape();
+  for (const name of ["realm:num_requests_running", "realm:num_requests_waiting",
+                      "realm:requests_total", "realm:prompt_tokens_total",
+                      "realm:generation_tokens_total", "realm:time_to_first_token_seconds",
+                      "realm:inter_token_latency_seconds", "realm:e2e_request_latency_seconds"]) {
+    assert.ok(before.includes(`# TYPE ${name} `), name);
+  }
+  const r = await client.completions.create({model: "stories", prompt: "Once upon a time",
+                                             max_tokens: 12, temperature: 0});
+  const after = await scrape();
+  const gen = 'realm:generation_tokens_total{model="stories"}';
+  const prompt = 'realm:prompt_tokens_total{model="stories"}';
+  const ok = 'realm:requests_total{model="stories",status="200"}';
+  assert.equal(value(after, gen) - value(before, gen), r.usage.completion_tokens);
+  assert.equal(value(after, prompt) - value(before, prompt), r.usage.prompt_tokens);
+  assert.equal(value(after, ok) - value(before, ok), 1);
+  const ttft = 'realm:time_to_first_token_seconds_count{model="stories"}';
+  assert.equal(value(after, ttft) - value(before, ttft), 1);
+  const itl = 'realm:inter_token_latency_seconds_count{model="stories"}';
+  assert.equal(value(after, itl) - value(before, itl), 11);
+  assert.equal(value(after, "realm:num_requests_running"), 0);
+});
+
 test("a client that disconnects mid-stream does not hurt the next request", async () => {
   const ctl = new AbortController();
   const stream = await client.completions.create({model: "stories", prompt: "Once upon a time",
