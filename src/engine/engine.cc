@@ -29,11 +29,7 @@ Engine::~Engine() {
   }
   cv_.notify_all();
   worker_.join();
-  for (auto& p : queue_) {
-    if (p->session->cache_.size() > p->start_size) p->session->truncate(p->start_size);
-    p->session->busy_ = false;
-    p->promise.set_value(make_error(ErrorCode::UNAVAILABLE, "engine stopped"));
-  }
+  while (!queue_.empty()) finish(0, make_error(ErrorCode::UNAVAILABLE, "engine stopped"));
 }
 
 std::unique_ptr<Session> Engine::open_session(int64_t n_ctx, model::KvType kv) {
@@ -179,12 +175,11 @@ void Engine::loop() {
       const auto at = static_cast<size_t>(it - queue_.begin());
       if (!st) {
         Error e = st.error();
-        if (e.code != ErrorCode::INTERNAL) e.code = ErrorCode::INTERNAL;  // checked at submit
+        e.code = ErrorCode::INTERNAL;  // the steps were checked at submit: a host fault
         finish(at, std::move(e));
         continue;
       }
       p.done += static_cast<size_t>(take[i]);
-      bool ok = true;
       try {
         if (p.all_logits) {
           p.result.logits.insert(p.result.logits.end(), logits[i].begin(), logits[i].end());
@@ -193,9 +188,8 @@ void Engine::loop() {
         }
       } catch (const std::exception& e) {
         finish(at, make_error(ErrorCode::INTERNAL, "decode: ", e.what()));
-        ok = false;
+        continue;
       }
-      if (!ok) continue;
       if (p.done == p.tokens.size()) {
         finish(at, std::move(p.result));
       } else {

@@ -57,8 +57,8 @@ int64_t thread_cpu_ns() {
 }
 
 // Host work done for the guest (tokenizing, rendering a template, checking an event), charged to
-// the request's host-time budget (outside requests, to the instance's). start() is false, and the
-// guest is trapped, once the budget is spent; the cost of a call is added when it returns.
+// the request's host-time budget (outside requests, to the instance's): over_budget() gives the
+// trap once the budget is spent; the cost of a call is added when it returns.
 class HostWork {
  public:
   explicit HostWork(InstanceState& st) : st_(st), t0_(thread_cpu_ns()) {}

@@ -7,13 +7,16 @@ namespace realm::server {
 
 using Json = nlohmann::json;
 
+Json error_json(const ApiError& e) {
+  return {{"error",
+           {{"message", e.message},
+            {"type", e.type},
+            {"param", e.param.empty() ? Json() : Json(e.param)},
+            {"code", e.code.empty() ? Json() : Json(e.code)}}}};
+}
+
 std::string error_body(const ApiError& e) {
-  Json j = {{"error",
-             {{"message", e.message},
-              {"type", e.type},
-              {"param", e.param.empty() ? Json() : Json(e.param)},
-              {"code", e.code.empty() ? Json() : Json(e.code)}}}};
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return error_json(e).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 namespace {
@@ -281,6 +284,14 @@ Json ResponseShaper::message_item(const std::string& status, const std::string& 
           {"status", status},
           {"role", "assistant"},
           {"content", std::move(content)}};
+}
+
+Json ResponseShaper::part_event(const char* type, Json fields) const {
+  fields["type"] = type;
+  fields["item_id"] = item_id;
+  fields["output_index"] = 0;
+  fields["content_index"] = 0;
+  return fields;
 }
 
 Json ResponseShaper::response(const std::string& status, const std::string& text,

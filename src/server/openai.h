@@ -28,7 +28,8 @@ struct ApiError {
   std::string param;  // "" = null
   std::string code;   // "" = null
 };
-std::string error_body(const ApiError& e);
+nlohmann::json error_json(const ApiError& e);
+std::string error_body(const ApiError& e);  // error_json, serialized
 
 enum class Endpoint { COMPLETIONS, CHAT, RESPONSES };
 
@@ -60,6 +61,9 @@ struct ResponseShaper {
   nlohmann::json response(const std::string& status, const std::string& text, int64_t input_tokens,
                           int64_t output_tokens, bool with_output) const;
   nlohmann::json message_item(const std::string& status, const std::string& text) const;
+  // A stream event about the message's one text part: {"type", "item_id", "output_index": 0,
+  // "content_index": 0} and `fields`.
+  nlohmann::json part_event(const char* type, nlohmann::json fields) const;
 };
 
 // OpenAI's finish reason for the guest's ("eos" and "stop" -> "stop", "length").

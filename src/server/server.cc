@@ -395,20 +395,24 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
     if (!ec) net::write(sock, http::make_chunk(net::buffer(data)), ec);
     if (ec) write_failed = true;
   };
+  // The end of a stream: `data: [DONE]` (not in the Responses API), then the last chunk.
+  auto end_stream = [&](bool done_line) {
+    beast::error_code ec;
+    if (write_failed) return false;
+    if (done_line)
+      net::write(sock, http::make_chunk(net::buffer(std::string("data: [DONE]\n\n"))), ec);
+    if (!ec) net::write(sock, http::make_chunk_last(), ec);
+    return !ec;
+  };
   const Json part0 = {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}};
   if (responses && g.stream) {  // the preamble: the response, its message item, its text part
-    write_sse(
-        {{"type", "response.created"}, {"response", rs.response("in_progress", "", 0, 0, false)}});
-    write_sse({{"type", "response.in_progress"},
-               {"response", rs.response("in_progress", "", 0, 0, false)}});
+    const Json in_progress = rs.response("in_progress", "", 0, 0, false);
+    write_sse({{"type", "response.created"}, {"response", in_progress}});
+    write_sse({{"type", "response.in_progress"}, {"response", in_progress}});
     write_sse({{"type", "response.output_item.added"},
                {"output_index", 0},
                {"item", rs.message_item("in_progress", "")}});
-    write_sse({{"type", "response.content_part.added"},
-               {"item_id", rs.item_id},
-               {"output_index", 0},
-               {"content_index", 0},
-               {"part", part0}});
+    write_sse(rs.part_event("response.content_part.added", {{"part", part0}}));
   }
   for (;;) {
     std::pair<int, std::string> ev;
@@ -438,12 +442,8 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
     text += piece;
     if (g.stream && !piece.empty()) {
       if (responses) {
-        write_sse({{"type", "response.output_text.delta"},
-                   {"item_id", rs.item_id},
-                   {"output_index", 0},
-                   {"content_index", 0},
-                   {"delta", piece},
-                   {"logprobs", Json::array()}});
+        write_sse(rs.part_event("response.output_text.delta",
+                                {{"delta", piece}, {"logprobs", Json::array()}}));
       } else {
         write_sse(shaper.chunk(piece, first_chunk));
       }
@@ -476,17 +476,15 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
       std::fprintf(stderr, "realm serve: %s: %s\n", rid.c_str(), r.message.c_str());
     log(e.status, "");
     if (!started) return send_error(sock, req, e, rid, keep);
-    beast::error_code ec;
     if (responses) {
       write_sse({{"type", "error"},
                  {"code", e.code.empty() ? Json() : Json(e.code)},
                  {"message", e.message},
                  {"param", e.param.empty() ? Json() : Json(e.param)}});
     } else {
-      write_sse(Json::parse(error_body(e)));
-      net::write(sock, http::make_chunk(net::buffer(std::string("data: [DONE]\n\n"))), ec);
+      write_sse(error_json(e));
     }
-    net::write(sock, http::make_chunk_last(), ec);
+    end_stream(!responses);
     return false;
   }
   const std::string finish = finish_reason(guest_finish);
@@ -500,26 +498,17 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
     }
     Json part = part0;
     part["text"] = text;
-    write_sse({{"type", "response.output_text.done"},
-               {"item_id", rs.item_id},
-               {"output_index", 0},
-               {"content_index", 0},
-               {"text", text},
-               {"logprobs", Json::array()}});
-    write_sse({{"type", "response.content_part.done"},
-               {"item_id", rs.item_id},
-               {"output_index", 0},
-               {"content_index", 0},
-               {"part", part}});
+    write_sse(
+        rs.part_event("response.output_text.done", {{"text", text}, {"logprobs", Json::array()}}));
+    write_sse(rs.part_event("response.content_part.done", {{"part", part}}));
     write_sse({{"type", "response.output_item.done"},
                {"output_index", 0},
                {"item", rs.message_item("completed", text)}});
     write_sse({{"type", status == "completed" ? "response.completed" : "response.incomplete"},
                {"response", final_response}});
-    beast::error_code ec;
-    if (!write_failed) net::write(sock, http::make_chunk_last(), ec);
+    const bool ended = end_stream(false);
     log(200, "");
-    return !write_failed && !ec;
+    return ended;
   }
   if (!g.stream) {
     log(200, "");
@@ -533,13 +522,9 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
   }
   write_sse(shaper.final_chunk(finish));
   if (g.include_usage) write_sse(shaper.usage_chunk(prompt_tokens, completion_tokens));
-  beast::error_code ec;
-  if (!write_failed) {
-    net::write(sock, http::make_chunk(net::buffer(std::string("data: [DONE]\n\n"))), ec);
-    if (!ec) net::write(sock, http::make_chunk_last(), ec);
-  }
+  const bool ended = end_stream(true);
   log(200, "");
-  return !write_failed && !ec;
+  return ended;
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
