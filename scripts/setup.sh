@@ -13,6 +13,7 @@ packages=(
   libicu-dev
   libssl-dev
   libboost1.81-dev
+  libsqlite3-dev sqlite3
   libuv1 libc-ares2 libnghttp2-14 libbrotli1 libicu72 libssl3 zlib1g
 )
 

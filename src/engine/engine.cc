@@ -33,7 +33,7 @@ Engine::~Engine() {
 }
 
 std::unique_ptr<Session> Engine::open_session(int64_t n_ctx, model::KvType kv) {
-  return std::unique_ptr<Session>(new Session(model_->hparams(), n_ctx, kv));
+  return std::unique_ptr<Session>(new Session(model_->hparams(), n_ctx, kv, count_));
 }
 
 std::future<Expected<StepResult>> Engine::submit(Session& session, std::vector<int32_t> tokens,

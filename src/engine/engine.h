@@ -34,9 +34,18 @@ struct EngineOptions {
   int64_t max_batch_tokens = 512;
 };
 
+// The sessions of one engine and the bytes of their caches (for metrics).
+struct SessionCount {
+  std::atomic<int64_t> sessions{0}, kv_bytes{0};
+};
+
 // One sequence: its KV cache and position. Owned by the caller; used through its Engine.
 class Session {
  public:
+  ~Session() {
+    count_->sessions -= 1;
+    count_->kv_bytes -= static_cast<int64_t>(cache_.bytes());
+  }
   int64_t n_ctx() const { return cache_.n_ctx(); }
   // Tokens in the cache.
   int64_t size() const { return cache_.size(); }
@@ -46,8 +55,14 @@ class Session {
 
  private:
   friend class Engine;
-  Session(const model::Hparams& hp, int64_t n_ctx, model::KvType kv) : cache_(hp, n_ctx, kv) {}
+  Session(const model::Hparams& hp, int64_t n_ctx, model::KvType kv,
+          std::shared_ptr<SessionCount> count)
+      : cache_(hp, n_ctx, kv), count_(std::move(count)) {
+    count_->sessions += 1;
+    count_->kv_bytes += static_cast<int64_t>(cache_.bytes());
+  }
   model::KvCache cache_;
+  std::shared_ptr<SessionCount> count_;
   bool busy_ = false;  // a step is queued or running
 };
 
@@ -84,6 +99,9 @@ class Engine {
   // Forward passes run so far and the tokens they carried (for tests and metrics).
   uint64_t batches_run() const;
   uint64_t tokens_run() const;
+  // Sessions open on this engine and the bytes their KV caches hold.
+  int64_t sessions_open() const { return count_->sessions; }
+  int64_t kv_bytes() const { return count_->kv_bytes; }
 
  private:
   struct Pending {
@@ -108,6 +126,7 @@ class Engine {
   std::deque<std::unique_ptr<Pending>> queue_;
   bool stop_ = false;
   uint64_t batches_ = 0, tokens_ = 0;
+  std::shared_ptr<SessionCount> count_ = std::make_shared<SessionCount>();
   std::thread worker_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <random>
 
@@ -137,6 +138,25 @@ int32_t parse_request(const json::Value& doc, Request& r, std::string& error) {
   if (r.has_prompt == r.has_messages) {
     error = "the request needs exactly one of \"prompt\" and \"messages\"";
     return REALM_E_INVALID;
+  }
+  if (const json::Value* v = doc.find("logit_bias"); v && !v->is_null()) {
+    if (!v->is_object() || v->members().size() > 1024) {
+      error = "logit_bias must be an object of at most 1024 {\"token id\": bias} entries";
+      return REALM_E_INVALID;
+    }
+    for (const auto& [key, bias] : v->members()) {
+      char* end = nullptr;
+      const long id = key.empty() ? -1 : std::strtol(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || id < 0 || id > std::numeric_limits<int32_t>::max() ||
+          !bias.is_number() || !(bias.as_number() >= -100 && bias.as_number() <= 100)) {
+        error =
+            "logit_bias wants token ids (strings of digits) mapped to numbers in [-100, 100]; "
+            "got \"" +
+            key.substr(0, 32) + "\"";
+        return REALM_E_INVALID;
+      }
+      r.logit_bias.emplace_back(static_cast<int32_t>(id), static_cast<float>(bias.as_number()));
+    }
   }
   int64_t x = r.max_tokens;
   if (!get_int(doc, "max_tokens", 0, std::numeric_limits<int32_t>::max(), x, error)) {
@@ -382,6 +402,13 @@ int32_t Generator::run(const OpenModel& m, const Request& req, const json::Value
   std::vector<int32_t> history = prompt;
   history.reserve(prompt.size() + static_cast<size_t>(std::min(req.max_tokens, 4096)));
   logits_.resize(static_cast<size_t>(m.info.n_vocab));
+  for (const auto& [id, bias] : req.logit_bias) {
+    if (id >= m.info.n_vocab) {
+      return fail(REALM_E_INVALID, "logit_bias: token id " + std::to_string(id) +
+                                       " is out of the vocabulary (n_vocab " +
+                                       std::to_string(m.info.n_vocab) + ")");
+    }
+  }
   const int32_t n_logprobs = req.top_logprobs;
 
   auto decode = [&](const int32_t* ids, size_t n) -> int32_t {
@@ -393,6 +420,7 @@ int32_t Generator::run(const OpenModel& m, const Request& req, const json::Value
                                         " logits, model_info says n_vocab " +
                                         std::to_string(m.info.n_vocab));
     }
+    for (const auto& [id, bias] : req.logit_bias) logits_[static_cast<size_t>(id)] += bias;
     return REALM_OK;
   };
 

@@ -33,6 +33,9 @@ struct Request {
   int32_t top_logprobs = 0;
   int64_t n_ctx = 0;  // 0: prompt + max_tokens
   bool ignore_eos = false;
+  // "logit_bias": {"token id": bias in [-100, 100]}, added to the logits before sampling (and
+  // before logprobs, as OpenAI's API does).
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 // Parses and validates a request; REALM_OK, or REALM_E_INVALID with a message in `error`.

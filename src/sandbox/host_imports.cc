@@ -260,19 +260,8 @@ HostResult chat_template(HostCallContext& ctx, std::span<const Val> a) {
   }
   HostWork work(st);
   if (auto trap = work.over_budget("chat_template")) return *trap;
-  chat::ChatInputs in;
-  auto messages = chat::messages_from_json_text(*msgs, &in.extra);
-  if (!messages) {
-    return fail(st, abi_status(messages.error().code), "chat_template: ", messages.error().message);
-  }
-  in.messages = std::move(*messages);
-  in.add_generation_prompt = a[3].i32 == 1;
-  in.bos_token = m->chat->bos_token;
-  in.eos_token = m->chat->eos_token;
-  jinja::Limits lim;
-  lim.max_output_bytes = kMaxTextBytes;
   fault::point(fault::Site::CHAT_TEMPLATE);
-  auto text = chat::render_chat(m->chat->source, in, lim);
+  auto text = m->render_chat(*msgs, a[3].i32 == 1);
   if (!text) {
     return fail(st, abi_status(text.error().code), "chat_template: ", text.error().message);
   }
@@ -433,7 +422,7 @@ HostResult emit(HostCallContext& ctx, std::span<const Val> a) {
     req->final_emitted = true;
     req->final_json.assign(*text);
   } else {
-    ++req->n_events;
+    if (req->n_events++ == 0) req->tokens_before_first_event = req->tokens_used;
   }
   if (req->cancelled()) return ok_i32(REALM_EMIT_CLIENT_GONE);
   if (*req->on_event && !(*req->on_event)(kind, *text)) {
@@ -667,11 +656,36 @@ std::string escape_guest_text(std::string_view text, size_t max_bytes) {
   return out;
 }
 
+Expected<std::string> HostModel::render_chat(std::string_view messages_json,
+                                             bool add_generation_prompt) const {
+  if (!chat) return make_error("model '", name, "' has no usable chat template");
+  chat::ChatInputs in;
+  auto messages = chat::messages_from_json_text(messages_json, &in.extra);
+  if (!messages) return messages.take_error();
+  in.messages = std::move(*messages);
+  in.add_generation_prompt = add_generation_prompt;
+  in.bos_token = chat->bos_token;
+  in.eos_token = chat->eos_token;
+  jinja::Limits lim;
+  lim.max_output_bytes = kMaxTextBytes;
+  return chat::render_chat(chat->source, in, lim);
+}
+
+std::vector<int32_t> HostModel::prompt_ids(std::string_view text, bool is_chat) const {
+  std::vector<int32_t> ids = tokenizer->encode(text, true, true);
+  const int32_t bos = tokenizer->vocab().bos();
+  if (is_chat && ids.size() >= 2 && bos >= 0 && ids[0] == bos && ids[1] == bos) {
+    ids.erase(ids.begin());
+  }
+  return ids;
+}
+
 // ---- HostModel / InstanceState --------------------------------------------------------------
 
 Expected<std::shared_ptr<HostModel>> HostModel::create(std::string name,
                                                        std::shared_ptr<const model::Model> model,
-                                                       engine::EngineOptions engine_options) {
+                                                       engine::EngineOptions engine_options,
+                                                       const std::string& chat_template) {
   if (!model) return make_error("model '", name, "' is null");
   auto tokenizer = tok::Tokenizer::from_gguf(model->file());
   if (!tokenizer) return make_error("model '", name, "': ", tokenizer.error().message);
@@ -679,7 +693,13 @@ Expected<std::shared_ptr<HostModel>> HostModel::create(std::string name,
   hm->name = std::move(name);
   hm->tokenizer = std::make_unique<tok::Tokenizer>(std::move(*tokenizer));
   auto tmpl = chat::chat_template_from_gguf(model->file());
-  if (tmpl) hm->chat = std::move(*tmpl);
+  if (tmpl) {
+    hm->chat = std::move(*tmpl);
+    if (!chat_template.empty()) {
+      hm->chat->source = chat_template;
+      hm->chat->is_fallback = false;
+    }
+  }
   const auto& hp = model->hparams();
   const auto& vocab = hm->tokenizer->vocab();
   hm->n_vocab = static_cast<int32_t>(hp.n_vocab);

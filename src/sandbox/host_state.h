@@ -30,9 +30,18 @@ struct HostModel {
   std::string info_json;
   int32_t n_vocab = 0;
 
+  // `chat_template`: Jinja2 source used instead of the file's ("": the file's, or ChatML when it
+  // has none).
   static Expected<std::shared_ptr<HostModel>> create(std::string name,
                                                      std::shared_ptr<const model::Model> model,
-                                                     engine::EngineOptions engine_options);
+                                                     engine::EngineOptions engine_options,
+                                                     const std::string& chat_template = "");
+  // Renders the chat template for a JSON array of {role, content} (or {"messages": [...], ...}).
+  Expected<std::string> render_chat(std::string_view messages_json,
+                                    bool add_generation_prompt) const;
+  // The prompt as the default guest builds it (docs/abi.md): `text` tokenized with BOS per the
+  // model and special-token text parsed; a chat prompt loses a doubled BOS.
+  std::vector<int32_t> prompt_ids(std::string_view text, bool chat) const;
 };
 
 struct Tenant {
@@ -132,6 +141,7 @@ struct Request {
   std::shared_ptr<std::atomic<bool>> cancel;
   bool client_gone = false;
   int64_t token_budget = 0, tokens_used = 0;
+  int64_t tokens_before_first_event = -1;  // tokens_used when the first token event came
   uint64_t max_output = 0, max_event = 0, max_log = 0;
   uint64_t output_bytes = 0, log_bytes = 0, n_events = 0;
   bool final_emitted = false;

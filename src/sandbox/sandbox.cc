@@ -361,6 +361,8 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
   r.n_events = req.n_events;
   r.output_bytes = req.output_bytes;
   r.tokens_decoded = req.tokens_used;
+  r.prompt_tokens =
+      req.tokens_before_first_event >= 0 ? req.tokens_before_first_event : req.tokens_used;
   r.decode_ms = req.decode_ms;
   st->end_request();
   if (r.error == RequestError::ENGINE_LIMIT) drop_isolate = true;
@@ -490,14 +492,51 @@ Expected<std::unique_ptr<Sandbox>> Sandbox::create(SandboxOptions options) {
 }
 
 Status Sandbox::add_model(const std::string& name, std::shared_ptr<const model::Model> model,
-                          engine::EngineOptions engine_options) {
+                          engine::EngineOptions engine_options, const std::string& chat_template) {
   if (name.empty()) return make_error("a model needs a name");
-  auto hm = HostModel::create(name, std::move(model), engine_options);
+  auto hm = HostModel::create(name, std::move(model), engine_options, chat_template);
   if (!hm) return hm.take_error();
   std::unique_lock lock(impl_->models_mu);
   if (impl_->models.count(name)) return make_error("a model named '", name, "' is already shared");
   impl_->models.emplace(name, std::move(*hm));
   return {};
+}
+
+Expected<Sandbox::PromptInfo> Sandbox::prompt_tokens(const std::string& model,
+                                                     const nlohmann::json& request) const {
+  std::shared_ptr<HostModel> hm;
+  {
+    std::shared_lock lock(impl_->models_mu);
+    auto it = impl_->models.find(model);
+    if (it == impl_->models.end()) {
+      return make_error(ErrorCode::NOT_FOUND, "no model named '", model, "'");
+    }
+    hm = it->second;
+  }
+  PromptInfo info;
+  info.n_ctx_train = static_cast<int64_t>(hm->model->hparams().n_ctx_train);
+  try {
+    if (auto m = request.find("messages"); m != request.end() && !m->is_null()) {
+      auto text = hm->render_chat(m->dump(), true);
+      if (!text) return text.take_error();
+      info.ids = hm->prompt_ids(*text, true);
+    } else {
+      info.ids = hm->prompt_ids(request.value("prompt", std::string()), false);
+    }
+  } catch (const std::exception& e) {
+    return make_error("the request's prompt: ", e.what());
+  }
+  return info;
+}
+
+Expected<std::string> Sandbox::token_piece(const std::string& model, int32_t id) const {
+  std::shared_lock lock(impl_->models_mu);
+  auto it = impl_->models.find(model);
+  if (it == impl_->models.end())
+    return make_error(ErrorCode::NOT_FOUND, "no model named '", model, "'");
+  const auto& tok = *it->second->tokenizer;
+  if (!tok.vocab().valid(id)) return make_error("token id ", id, " is out of the vocabulary");
+  return tok.token_to_piece(id, true);
 }
 
 Expected<std::shared_ptr<const WasmModule>> Sandbox::compile_module(
@@ -609,7 +648,8 @@ uint64_t Sandbox::instances_created() const {
 Expected<Sandbox::ModelStats> Sandbox::model_stats(std::string_view model) const {
   auto m = impl_->find_model(model);
   if (!m) return make_error("no shared model named '", model, "'");
-  return ModelStats{m->engine->batches_run(), m->engine->tokens_run()};
+  return ModelStats{m->engine->batches_run(), m->engine->tokens_run(), m->engine->sessions_open(),
+                    m->engine->kv_bytes()};
 }
 
 std::vector<std::string> host_import_names() {

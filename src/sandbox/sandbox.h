@@ -18,6 +18,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,7 +72,11 @@ struct RequestResult {
   std::string final_json;  // the guest's final result event (emit kind 2)
   uint64_t n_events = 0;   // token events emitted
   uint64_t output_bytes = 0;
-  int64_t tokens_decoded = 0;       // tokens run through decode (prompt included)
+  int64_t tokens_decoded = 0;  // tokens run through decode (prompt included)
+  // The prompt as the host counts it: tokens decoded before the guest emitted its first token
+  // event (all of them when it emitted none). Usage is billed from this and n_events, never from
+  // counts a guest writes in its final result.
+  int64_t prompt_tokens = 0;
   bool instance_discarded = false;  // the tenant's instance was dropped after this request
   bool instance_created = false;    // this request created the instance it ran in
   double instance_ready_ms = 0;     // when created: instantiate + _initialize + realm_new
@@ -92,9 +97,22 @@ class Sandbox {
   Sandbox& operator=(const Sandbox&) = delete;
 
   // Shares a loaded model with the tenants under `name` (its tokenizer and chat template are read
-  // from the file; one engine batches every tenant's steps on it).
+  // from the file; one engine batches every tenant's steps on it). `chat_template`: Jinja2 source
+  // used instead of the file's ("": the file's, ChatML when it has none).
   Status add_model(const std::string& name, std::shared_ptr<const model::Model> model,
-                   engine::EngineOptions engine_options = {});
+                   engine::EngineOptions engine_options = {},
+                   const std::string& chat_template = "");
+
+  // The prompt of a request (docs/abi.md: `prompt`, or `messages` rendered through the model's
+  // chat template with a generation prompt) tokenized as the default guest does, and the model's
+  // training context. The server counts a prompt with it before admitting the request.
+  struct PromptInfo {
+    std::vector<int32_t> ids;
+    int64_t n_ctx_train = 0;
+  };
+  Expected<PromptInfo> prompt_tokens(const std::string& model, const nlohmann::json& request) const;
+  // The text of token `id` of a model (its raw piece; special tokens by their text).
+  Expected<std::string> token_piece(const std::string& model, int32_t id) const;
 
   // Compiles a guest module (shared by every worker and tenant that uses it). Checks the ABI
   // exports and that every import is one the host provides.
@@ -127,6 +145,8 @@ class Sandbox {
   struct ModelStats {
     uint64_t batches = 0;
     uint64_t tokens = 0;
+    int64_t sessions = 0;  // open now
+    int64_t kv_bytes = 0;  // held by those sessions' caches
   };
   Expected<ModelStats> model_stats(std::string_view model) const;
 

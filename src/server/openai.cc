@@ -108,19 +108,27 @@ std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::str
   g["model"] = r.model;
 
   if (endpoint == Endpoint::RESPONSES) {
-    for (const char* key : {"previous_response_id", "tools", "conversation"}) {
+    for (const char* key : {"tools", "conversation"}) {
       auto it = doc.find(key);
       if (it != doc.end() && !it->is_null() && !(it->is_array() && it->empty())) {
         return bad(key, "'" + std::string(key) + "' is not served yet");
       }
     }
-    if (auto st = doc.find("store"); st != doc.end() && *st == true) {
-      return bad("store", "'store': true is not served yet (responses are not kept)");
+    if (auto st = doc.find("store"); st != doc.end() && !st->is_null()) {
+      if (!st->is_boolean()) return bad_type("store", "a boolean", *st);
+      r.store = st->get<bool>();
+    }
+    if (auto p = doc.find("previous_response_id"); p != doc.end() && !p->is_null()) {
+      if (!p->is_string() || p->get_ref<const std::string&>().empty()) {
+        return bad_type("previous_response_id", "a response id", *p);
+      }
+      r.previous_response_id = p->get<std::string>();
     }
     Json msgs = Json::array();
     if (auto ins = doc.find("instructions"); ins != doc.end() && !ins->is_null()) {
       if (!ins->is_string()) return bad_type("instructions", "a string", *ins);
       msgs.push_back({{"role", "system"}, {"content", *ins}});
+      r.has_instructions = true;
     }
     auto in = doc.find("input");
     if (in == doc.end()) return bad("input", "'input' is required");
@@ -211,6 +219,7 @@ std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::str
     }
     if (g.contains("max_tokens")) break;
   }
+  if (g.contains("max_tokens")) r.max_tokens = g["max_tokens"].get<int64_t>();
   if (auto e = get_number(doc, "temperature", 0, 2, g, "temperature")) return *e;
   if (auto e = get_number(doc, "top_p", 0, 1, g, "top_p")) return *e;
   if (g.contains("top_p") && g["top_p"].get<double>() <= 0) {
@@ -251,11 +260,52 @@ std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::str
     }
     g["stop"] = std::move(stops);
   }
-  for (const char* key : {"logprobs", "top_logprobs", "logit_bias"}) {
-    auto it = doc.find(key);
-    if (it == doc.end() || it->is_null() || *it == false || (*it == 0 && it->is_number())) continue;
-    if (it->is_object() && it->empty()) continue;
-    return bad(key, "'" + std::string(key) + "' is not served yet");
+  // logprobs: a boolean with top_logprobs 0..20 (chat), an integer 0..5 (completions: the number
+  // of alternatives), absent in the Responses API (top_logprobs alone).
+  if (auto lp = doc.find("logprobs"); lp != doc.end() && !lp->is_null()) {
+    if (endpoint == Endpoint::COMPLETIONS) {
+      if (!lp->is_number_integer() || *lp < 0 || *lp > 5) {
+        return bad_type("logprobs", "an integer in [0, 5]", *lp);
+      }
+      r.logprobs = true;
+      r.top_logprobs = lp->get<int>();
+    } else if (endpoint == Endpoint::CHAT) {
+      if (!lp->is_boolean()) return bad_type("logprobs", "a boolean", *lp);
+      r.logprobs = lp->get<bool>();
+    }
+  }
+  if (endpoint != Endpoint::COMPLETIONS) {
+    if (auto tl = doc.find("top_logprobs"); tl != doc.end() && !tl->is_null()) {
+      if (!tl->is_number_integer() || *tl < 0 || *tl > 20) {
+        return bad_type("top_logprobs", "an integer in [0, 20]", *tl);
+      }
+      if (endpoint == Endpoint::CHAT && !r.logprobs && *tl != 0) {
+        return bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+      }
+      r.top_logprobs = tl->get<int>();
+      if (endpoint == Endpoint::RESPONSES) r.logprobs = r.top_logprobs > 0;
+    }
+  }
+  if (r.logprobs) {
+    g["logprobs"] = true;
+    g["top_logprobs"] = r.top_logprobs;
+  }
+  if (auto lb = doc.find("logit_bias"); lb != doc.end() && !lb->is_null()) {
+    if (!lb->is_object() || lb->size() > 1024) {
+      return bad_type("logit_bias", "an object of at most 1024 token ids and biases", *lb);
+    }
+    for (const auto& [key, bias] : lb->items()) {
+      const bool digits = !key.empty() && key.size() <= 10 &&
+                          key.find_first_not_of("0123456789") == std::string::npos;
+      if (!digits || std::stoll(key) > std::numeric_limits<int32_t>::max()) {
+        return bad("logit_bias", "'logit_bias' keys must be token ids, got " + shown(key));
+      }
+      if (!bias.is_number() || !(bias.get<double>() >= -100 && bias.get<double>() <= 100)) {
+        return bad("logit_bias",
+                   "'logit_bias' values must be numbers in [-100, 100], got " + shown(bias));
+      }
+    }
+    if (!lb->empty()) g["logit_bias"] = *lb;
   }
   if (auto s = doc.find("stream"); s != doc.end() && !s->is_null()) {
     if (!s->is_boolean()) return bad_type("stream", "a boolean", *s);
@@ -304,8 +354,9 @@ Json ResponseShaper::response(const std::string& status, const std::string& text
             {"created_at", created},
             {"status", status},
             {"error", nullptr},
-            {"incomplete_details",
-             status == "incomplete" ? Json{{"reason", "max_output_tokens"}} : Json()},
+            {"incomplete_details", status == "incomplete"  ? Json{{"reason", "max_output_tokens"}}
+                                   : status == "cancelled" ? Json{{"reason", "cancelled"}}
+                                                           : Json()},
             {"model", model},
             {"output", std::move(output)},
             {"parallel_tool_calls", false},
@@ -326,7 +377,39 @@ std::string finish_reason(std::string_view guest_reason) {
   return guest_reason == "length" ? "length" : "stop";
 }
 
-Json Shaper::chunk(const std::string& text, bool first) const {
+Json token_entry(const Json& event, const std::function<std::string(int32_t)>& piece) {
+  auto entry = [&](int32_t id, double lp) {
+    const std::string text = piece(id);
+    Json bytes = Json::array();
+    for (unsigned char c : text) bytes.push_back(int{c});
+    return Json{{"token", text}, {"logprob", lp}, {"bytes", std::move(bytes)}};
+  };
+  Json e = entry(event.value("id", -1), event.value("logprob", 0.0));
+  Json top = Json::array();
+  if (auto t = event.find("top_logprobs"); t != event.end() && t->is_array()) {
+    for (const Json& x : *t) top.push_back(entry(x.value("id", -1), x.value("logprob", 0.0)));
+  }
+  e["top_logprobs"] = std::move(top);
+  return e;
+}
+
+Json Shaper::logprobs_of(const Json& entries, size_t offset) const {
+  if (endpoint == Endpoint::CHAT) return {{"content", entries}, {"refusal", nullptr}};
+  Json tokens = Json::array(), lps = Json::array(), tops = Json::array(), offs = Json::array();
+  for (const Json& e : entries) {
+    tokens.push_back(e["token"]);
+    lps.push_back(e["logprob"]);
+    Json top = Json::object();
+    for (const Json& t : e["top_logprobs"]) top[t["token"].get<std::string>()] = t["logprob"];
+    tops.push_back(std::move(top));
+    offs.push_back(offset);
+    offset += e["token"].get_ref<const std::string&>().size();
+  }
+  return {
+      {"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
+
+Json Shaper::chunk(const std::string& text, bool first, const Json& logprobs) const {
   Json choice = {{"index", 0}};
   if (endpoint == Endpoint::CHAT) {
     Json delta = Json::object();
@@ -336,7 +419,7 @@ Json Shaper::chunk(const std::string& text, bool first) const {
   } else {
     choice["text"] = text;
   }
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = logprobs;
   choice["finish_reason"] = nullptr;
   return {{"id", id},
           {"object", endpoint == Endpoint::CHAT ? "chat.completion.chunk" : "text_completion"},
@@ -359,19 +442,20 @@ Json Shaper::usage_chunk(int64_t prompt_tokens, int64_t completion_tokens) const
   j["choices"] = Json::array();
   j["usage"] = {{"prompt_tokens", prompt_tokens},
                 {"completion_tokens", completion_tokens},
-                {"total_tokens", prompt_tokens + completion_tokens}};
+                {"total_tokens", prompt_tokens + completion_tokens},
+                {"prompt_tokens_details", {{"cached_tokens", 0}}}};
   return j;
 }
 
 Json Shaper::response(const std::string& text, const std::string& finish, int64_t prompt_tokens,
-                      int64_t completion_tokens) const {
+                      int64_t completion_tokens, const Json& logprobs) const {
   Json choice = {{"index", 0}};
   if (endpoint == Endpoint::CHAT) {
     choice["message"] = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
   } else {
     choice["text"] = text;
   }
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = logprobs;
   choice["finish_reason"] = finish;
   return {{"id", id},
           {"object", endpoint == Endpoint::CHAT ? "chat.completion" : "text_completion"},
@@ -381,7 +465,8 @@ Json Shaper::response(const std::string& text, const std::string& finish, int64_
           {"usage",
            {{"prompt_tokens", prompt_tokens},
             {"completion_tokens", completion_tokens},
-            {"total_tokens", prompt_tokens + completion_tokens}}}};
+            {"total_tokens", prompt_tokens + completion_tokens},
+            {"prompt_tokens_details", {{"cached_tokens", 0}}}}}};
 }
 
 }  // namespace realm::server

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -39,18 +40,23 @@ struct GenRequest {
   std::string model;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
-  nlohmann::json guest;        // the request for the tenant's guest
+  int64_t max_tokens = -1;     // -1: not given (the context and the tenant's limits decide)
+  bool logprobs = false;
+  int top_logprobs = 0;
+  std::string previous_response_id;  // Responses API
+  bool has_instructions = false;     // Responses API: guest.messages[0] is the instructions
+  bool store = true;                 // Responses API: keep the response for previous_response_id
+  nlohmann::json guest;              // the request for the tenant's guest
 };
 
 // Validates a request body for `endpoint`: the OpenAI fields (model, prompt / messages,
 // max_tokens / max_completion_tokens, temperature, top_p, stop, seed, n = 1, presence_penalty,
-// frequency_penalty, stream, stream_options, user) and the llama.cpp extensions top_k, min_p,
-// repeat_penalty; unknown fields are ignored. Not yet served, and refused by name rather than
-// ignored: logprobs / top_logprobs, logit_bias. An error names the field and the offending value.
-// For RESPONSES (the Responses API, stateless): `input` (a string, or message items with string or
-// input_text content), `instructions` (a system message first), `max_output_tokens`,
-// `temperature`, `top_p`, `stream`; `previous_response_id`, `tools` and `store: true` are refused
-// by name until they are served.
+// frequency_penalty, logprobs / top_logprobs, logit_bias, stream, stream_options, user) and the
+// llama.cpp extensions top_k, min_p, repeat_penalty; unknown fields are ignored. An error names
+// the field and the offending value. For RESPONSES: `input` (a string, or message items with
+// string or input_text content), `instructions` (a system message first), `max_output_tokens`,
+// `temperature`, `top_p`, `top_logprobs`, `stream`, `store`, `previous_response_id` (the server
+// prepends the stored conversation); `tools` and `conversation` are refused by name.
 std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::string_view body);
 
 // The Responses API's objects for one response (`id` "resp_...", its message item "msg_...").
@@ -75,15 +81,28 @@ struct Shaper {
   std::string id, model;
   int64_t created = 0;
 
-  // A stream chunk carrying `text` (the first chat chunk also carries the role).
-  nlohmann::json chunk(const std::string& text, bool first) const;
+  // A stream chunk carrying `text` (the first chat chunk also carries the role) and the choice's
+  // `logprobs` (null, or as logprobs_of shapes them).
+  nlohmann::json chunk(const std::string& text, bool first,
+                       const nlohmann::json& logprobs = nullptr) const;
   // The last choice chunk: empty delta / text and the finish reason.
   nlohmann::json final_chunk(const std::string& finish) const;
   // The usage chunk (no choices), sent last when stream_options.include_usage is set.
   nlohmann::json usage_chunk(int64_t prompt_tokens, int64_t completion_tokens) const;
   // The whole (non-streamed) response.
   nlohmann::json response(const std::string& text, const std::string& finish, int64_t prompt_tokens,
-                          int64_t completion_tokens) const;
+                          int64_t completion_tokens,
+                          const nlohmann::json& logprobs = nullptr) const;
+  // The choice's logprobs for token entries (token_entry): chat {"content": [...], "refusal"},
+  // completions {"tokens", "token_logprobs", "top_logprobs", "text_offset"} (`offset`: the text's
+  // length before the first entry).
+  nlohmann::json logprobs_of(const nlohmann::json& entries, size_t offset) const;
 };
+
+// One token's logprob entry as chat and the Responses API write it: {"token", "logprob", "bytes",
+// "top_logprobs": [{"token", "logprob", "bytes"}]}, from a guest token event (`id`, `logprob`,
+// `top_logprobs`) and the text of each id.
+nlohmann::json token_entry(const nlohmann::json& event,
+                           const std::function<std::string(int32_t)>& piece);
 
 }  // namespace realm::server

@@ -73,7 +73,31 @@ TEST(OpenAiRequest, ErrorsNameTheFieldAndTheValue) {
   EXPECT_EQ(error_of(E, R"({"model":"m","prompt":"x","stop":["a","b","c","d","e"]})").param,
             "stop");
   EXPECT_EQ(error_of(E, R"({"model":"m","prompt":"x","stream":"yes"})").param, "stream");
+  // logprobs: an integer 0..5 for completions, a boolean (+ top_logprobs <= 20) for chat.
   EXPECT_EQ(error_of(E, R"({"model":"m","prompt":"x","logprobs":true})").param, "logprobs");
+  EXPECT_EQ(error_of(E, R"({"model":"m","prompt":"x","logprobs":6})").param, "logprobs");
+  GenRequest lp = ok(E, R"({"model":"m","prompt":"x","logprobs":3})");
+  EXPECT_EQ(lp.guest["logprobs"], true);
+  EXPECT_EQ(lp.guest["top_logprobs"], 3);
+  lp = ok(C, R"({"model":"m","messages":[{"role":"user","content":"x"}],"logprobs":true,
+                 "top_logprobs":2})");
+  EXPECT_EQ(lp.guest["top_logprobs"], 2);
+  EXPECT_EQ(error_of(C, R"({"model":"m","messages":[{"role":"user","content":"x"}],
+                            "top_logprobs":21,"logprobs":true})")
+                .param,
+            "top_logprobs");
+  EXPECT_EQ(error_of(C, R"({"model":"m","messages":[{"role":"user","content":"x"}],
+                            "top_logprobs":2})")
+                .param,
+            "top_logprobs");
+  // logit_bias: token ids to biases in [-100, 100], passed to the guest.
+  EXPECT_EQ(ok(E, R"({"model":"m","prompt":"x","logit_bias":{"5":-100}})").guest["logit_bias"],
+            Json::parse(R"({"5":-100})"));
+  EXPECT_EQ(error_of(E, R"({"model":"m","prompt":"x","logit_bias":{"a":1}})").param, "logit_bias");
+  EXPECT_EQ(error_of(E, R"({"model":"m","prompt":"x","logit_bias":{"5":101}})").param,
+            "logit_bias");
+  EXPECT_EQ(ok(E, R"({"model":"m","prompt":"x","max_tokens":7})").max_tokens, 7);
+  EXPECT_EQ(ok(E, R"({"model":"m","prompt":"x"})").max_tokens, -1);
   EXPECT_EQ(error_of(C, R"({"model":"m","messages":[]})").param, "messages");
   EXPECT_EQ(error_of(C, R"({"model":"m","messages":[{"role":"robot","content":"x"}]})").param,
             "messages[0].role");
@@ -97,11 +121,18 @@ TEST(OpenAiRequest, ResponsesInputAndInstructions) {
       "content":[{"type":"input_text","text":"a"},{"type":"input_text","text":"b"}]}]})");
   EXPECT_EQ(r.guest["messages"][0]["content"], "ab");
   EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m"})").param, "input");
-  EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m","input":"x","previous_response_id":"r"})")
-                .param,
-            "previous_response_id");
-  EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m","input":"x","store":true})").param,
+  r = ok(Endpoint::RESPONSES, R"({"model":"m","input":"x","previous_response_id":"resp_1",
+                                  "store":false})");
+  EXPECT_EQ(r.previous_response_id, "resp_1");
+  EXPECT_FALSE(r.store);
+  EXPECT_TRUE(ok(Endpoint::RESPONSES, R"({"model":"m","input":"x"})").store);
+  EXPECT_EQ(
+      error_of(Endpoint::RESPONSES, R"({"model":"m","input":"x","previous_response_id":5})").param,
+      "previous_response_id");
+  EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m","input":"x","store":"yes"})").param,
             "store");
+  EXPECT_EQ(error_of(Endpoint::RESPONSES, R"({"model":"m","input":"x","tools":[{}]})").param,
+            "tools");
   EXPECT_EQ(
       error_of(Endpoint::RESPONSES, R"({"model":"m","input":[{"type":"function_call"}]})").param,
       "input[0]");

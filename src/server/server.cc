@@ -1,11 +1,14 @@
 #include "server/server.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -17,20 +20,26 @@
 #include <thread>
 
 #include "model/model.h"
+#include "server/admin.h"
+#include "server/conversations.h"
+#include "server/directory.h"
 #include "server/metrics.h"
 #include "server/openai.h"
+#include "server/store.h"
+#include "server/usage.h"
 
 namespace realm::server {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Json = nlohmann::json;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr const char* kTenant = "default";
 
 std::string random_hex(size_t n) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -46,10 +55,30 @@ int64_t unix_now() {
       .count();
 }
 
-void set_timeout(tcp::socket& sock, int option, std::chrono::seconds t) {
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string dump(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void set_timeout(int fd, int option, std::chrono::seconds t) {
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(t.count());
-  setsockopt(sock.native_handle(), SOL_SOCKET, option, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
+}
+
+// True when the peer has closed its side (or the socket failed): polled while a request waits.
+bool peer_closed(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 // What an ended request's error becomes for the client.
@@ -80,12 +109,13 @@ ApiError api_error_of(const sandbox::RequestResult& r, const std::string& reques
     default:  // the tenant's guest failed: a trap, a time or memory limit, ABI misuse
       e.status = 502;
       e.type = "server_error";
+      e.code = "guest_failed";
       e.message = "the tenant's guest failed: " + r.message;
       return e;
   }
 }
 
-// Events from a sandbox worker to the connection's thread, bounded: past `cap` events waiting, or
+// Events from a sandbox worker to the request's thread, bounded: past `cap` events waiting, or
 // once the client is gone, the guest is told to stop.
 struct EventChannel {
   std::mutex mu;
@@ -110,16 +140,52 @@ struct EventChannel {
   }
 };
 
+// Where a streamed generation's events go: an SSE response or a WebSocket lane. One generation
+// loop (Impl::generate) drives both.
+struct StreamOut {
+  virtual ~StreamOut() = default;
+  // Writes one event (`headers` go with the first); false when the client is gone.
+  virtual bool event(const Json& j, const Headers& headers) = 0;
+  // An error, before or after the first event.
+  virtual void error(const ApiError& e, const Headers& headers) = 0;
+  // The end of a successful stream.
+  virtual bool end() = 0;
+  // The client left (polled while the request waits for a slot).
+  virtual bool gone() = 0;
+  bool started = false;
+};
+
+// How a generation request ended, for the transport.
+struct Outcome {
+  int status = 200;
+  bool failed = false;  // `error` is to be sent (a streamed request sent it itself)
+  ApiError error;
+  Headers headers;
+  Json body;         // an unstreamed success
+  bool keep = true;  // the connection may serve another request
+};
+
+Headers retry_headers(double seconds) {
+  const double s = std::clamp(seconds, 0.001, 120.0);
+  return {{"retry-after", std::to_string(static_cast<int64_t>(std::ceil(s)))},
+          {"retry-after-ms", std::to_string(static_cast<int64_t>(std::ceil(s * 1000)))}};
+}
+
 }  // namespace
 
 struct Server::Impl {
   ServerOptions options;
   std::vector<ServedModel> models;
+  std::unique_ptr<Store> store;
   std::unique_ptr<sandbox::Sandbox> sandbox;
+  std::unique_ptr<Directory> directory;
+  std::unique_ptr<Admission> admission;
+  std::unique_ptr<UsageLog> usage;
+  std::unique_ptr<Conversations> conversations;
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
   int64_t created = unix_now();
-  Metrics metrics;
+  std::unique_ptr<Metrics> metrics;
 
   std::atomic<bool> stopping{false};
   std::mutex mu;
@@ -132,8 +198,45 @@ struct Server::Impl {
   void serve_connection(tcp::socket sock);
   // Handles one request; false when the connection must close.
   bool handle(tcp::socket& sock, const http::request<http::string_body>& req);
-  bool generate(tcp::socket& sock, const http::request<http::string_body>& req, Endpoint ep,
-                const std::string& rid);
+  bool handle_generation(tcp::socket& sock, const http::request<http::string_body>& req,
+                         Endpoint ep, const std::string& rid);
+  void serve_websocket(tcp::socket sock, http::request<http::string_body> req);
+  // Runs one generation request for `who`; streamed through `out` when it asks for a stream (`out`
+  // is also asked whether the client is still there while the request waits).
+  // `local`: a WebSocket connection's own responses (kept when `store` is false).
+  Outcome generate(const Identity& who, GenRequest g, const std::string& rid,
+                   const std::string& response_id, StreamOut* out,
+                   std::shared_ptr<std::atomic<bool>> cancel, std::map<std::string, Json>* local);
+
+  // The caller of a request: Authorization: Bearer KEY (or x-api-key / api-key).
+  std::variant<Identity, ApiError> authenticate(std::string_view key) const {
+    if (directory->open()) return directory->anonymous();
+    if (key.empty()) {
+      return ApiError{401, "missing API key: send Authorization: Bearer rk-...",
+                      "invalid_request_error", "", "invalid_api_key"};
+    }
+    auto id = directory->authenticate(key);
+    if (!id)
+      return ApiError{401, "invalid API key", "invalid_request_error", "", "invalid_api_key"};
+    return *id;
+  }
+  static std::string presented_key(const http::request<http::string_body>& req) {
+    auto auth = req.find(http::field::authorization);
+    if (auth != req.end()) {
+      std::string v(auth->value());
+      if (v.size() > 7 && (v.rfind("Bearer ", 0) == 0 || v.rfind("bearer ", 0) == 0)) {
+        v = v.substr(7);
+        while (!v.empty() && v.front() == ' ') v.erase(v.begin());
+        return v;
+      }
+      return "";
+    }
+    for (const char* h : {"x-api-key", "api-key"}) {
+      auto it = req.find(h);
+      if (it != req.end()) return std::string(it->value());
+    }
+    return "";
+  }
 
   bool has_model(const std::string& name) const {
     for (const auto& m : models) {
@@ -141,17 +244,25 @@ struct Server::Impl {
     }
     return false;
   }
+  static bool may_use(const TenantConfig* t, const std::string& model) {
+    if (!t || t->models.empty()) return true;
+    for (const auto& m : t->models) {
+      if (m == model || m == "*") return true;
+    }
+    return false;
+  }
   Json model_json(const std::string& name) const {
     return {{"id", name}, {"object", "model"}, {"created", created}, {"owned_by", "realm"}};
   }
+  std::vector<Metrics::Gauge> gauges() const;
 
-  // Writes a complete JSON response; false on a write failure.
-  bool send(tcp::socket& sock, const http::request<http::string_body>& req, http::status status,
-            const std::string& body, const std::string& rid, bool keep_alive,
-            const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    http::response<http::string_body> res{status, req.version()};
+  // Writes a complete response; false on a write failure.
+  bool send(tcp::socket& sock, unsigned version, http::status status, const std::string& body,
+            const std::string& rid, bool keep_alive, const Headers& headers = {},
+            const char* content_type = "application/json") {
+    http::response<http::string_body> res{status, version};
     res.set(http::field::server, "realm");
-    res.set(http::field::content_type, "application/json");
+    res.set(http::field::content_type, content_type);
     res.set("x-request-id", rid);
     for (const auto& [k, v] : headers) res.set(k, v);
     res.keep_alive(keep_alive);
@@ -161,177 +272,173 @@ struct Server::Impl {
     http::write(sock, res, ec);
     return !ec;
   }
-  bool send_error(tcp::socket& sock, const http::request<http::string_body>& req, const ApiError& e,
-                  const std::string& rid, bool keep_alive) {
-    return send(sock, req, static_cast<http::status>(e.status), error_body(e), rid, keep_alive);
+  bool send_error(tcp::socket& sock, unsigned version, const ApiError& e, const std::string& rid,
+                  bool keep_alive, const Headers& headers = {}) {
+    return send(sock, version, static_cast<http::status>(e.status), error_body(e), rid, keep_alive,
+                headers);
   }
 };
 
-void Server::Impl::serve_connection(tcp::socket sock) {
-  set_timeout(sock, SO_RCVTIMEO, options.read_timeout);
-  set_timeout(sock, SO_SNDTIMEO, options.write_timeout);
-  beast::flat_buffer buffer;
-  for (;;) {
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-    parser.body_limit(options.max_body_bytes);
-    beast::error_code ec;
-    http::read(sock, buffer, parser, ec);
-    if (ec == http::error::body_limit || ec == http::error::header_limit) {
-      http::request<http::string_body> dummy;
-      ApiError e;
-      e.status = ec == http::error::body_limit ? 413 : 431;
-      e.message =
-          ec == http::error::body_limit
-              ? "the request body exceeds " + std::to_string(options.max_body_bytes) + " bytes"
-              : "the request headers exceed " + std::to_string(options.max_header_bytes) + " bytes";
-      send_error(sock, dummy, e, random_hex(16), false);
-      // The client may still be sending the body: read and drop it for a moment, so that it sees
-      // the answer instead of a reset connection.
-      beast::error_code ignored;
-      sock.shutdown(tcp::socket::shutdown_send, ignored);
-      set_timeout(sock, SO_RCVTIMEO, std::chrono::seconds(1));
-      std::vector<char> sink(64 << 10);
-      for (size_t drained = 0; drained < (64u << 20);) {
-        const size_t n = sock.read_some(net::buffer(sink), ignored);
-        if (ignored || n == 0) break;
-        drained += n;
-      }
-      break;
-    }
-    if (ec) {
-      if (ec != http::error::end_of_stream && ec != net::error::eof &&
-          ec != net::error::connection_reset && ec != net::error::would_block &&
-          ec != net::error::try_again && ec != net::error::bad_descriptor &&
-          ec != net::error::operation_aborted) {
-        http::request<http::string_body> dummy;
-        send_error(sock, dummy, {400, "malformed HTTP request: " + ec.message()}, random_hex(16),
-                   false);
-      }
-      break;
-    }
-    if (!handle(sock, parser.get()) || stopping) break;
-  }
-  beast::error_code ignored;
-  sock.shutdown(tcp::socket::shutdown_both, ignored);
-}
+// ---- the generation loop ----------------------------------------------------------------------
 
-bool Server::Impl::handle(tcp::socket& sock, const http::request<http::string_body>& req) {
-  const std::string rid = random_hex(16);
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::string target(req.target());
-  const std::string path = target.substr(0, target.find('?'));
-  const bool keep = req.keep_alive() && !stopping;
-  const auto method = req.method();
-  bool ok = true;
-  int status = 200;
-  auto reply = [&](http::status s, const Json& body) {
-    status = static_cast<int>(s);
-    ok = send(sock, req, s, body.dump(-1, ' ', false, Json::error_handler_t::replace), rid, keep);
-  };
-  auto error = [&](const ApiError& e) {
-    status = e.status;
-    ok = send_error(sock, req, e, rid, keep);
-  };
-  auto only = [&](http::verb v) {
-    if (method == v) return true;
-    error({405, "method " + std::string(req.method_string()) + " is not allowed on " + path});
-    return false;
-  };
-  if (path == "/health") {
-    if (only(http::verb::get)) reply(http::status::ok, {{"status", "ok"}});
-  } else if (path == "/ready") {
-    if (only(http::verb::get)) {
-      if (stopping) {
-        error({503, "shutting down", "server_error"});
-      } else {
-        reply(http::status::ok, {{"status", "ready"}});
-      }
-    }
-  } else if (path == "/metrics") {
-    if (only(http::verb::get)) {
-      int running = 0;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        running = active_requests;
-      }
-      const double waiting = static_cast<double>(sandbox->queued());
-      status = 200;
-      ok = send(sock, req, http::status::ok,
-                metrics.render({{"realm:num_requests_running", running - waiting},
-                                {"realm:num_requests_waiting", waiting}}),
-                rid, keep, {{"Content-Type", "text/plain; version=0.0.4"}});
-    }
-  } else if (path == "/v1/models") {
-    if (only(http::verb::get)) {
-      Json data = Json::array();
-      for (const auto& m : models) data.push_back(model_json(m.name));
-      reply(http::status::ok, {{"object", "list"}, {"data", data}});
-    }
-  } else if (path.rfind("/v1/models/", 0) == 0) {
-    if (only(http::verb::get)) {
-      const std::string id = path.substr(11);
-      if (has_model(id)) {
-        reply(http::status::ok, model_json(id));
-      } else {
-        error({404, "the model '" + id + "' does not exist", "invalid_request_error", "model",
-               "model_not_found"});
-      }
-    }
-  } else if (path == "/v1/completions" || path == "/v1/chat/completions" ||
-             path == "/v1/responses") {
-    if (only(http::verb::post)) {
-      const Endpoint ep = path == "/v1/completions"        ? Endpoint::COMPLETIONS
-                          : path == "/v1/chat/completions" ? Endpoint::CHAT
-                                                           : Endpoint::RESPONSES;
-      ok = generate(sock, req, ep, rid);
-      status = 0;  // logged by generate
-    }
-  } else {
-    error({404, "no route " + std::string(req.method_string()) + " " + path});
-  }
-  if (status != 0) {
-    std::fprintf(stderr, "realm serve: %s %s %s %d %.3f s\n", rid.c_str(),
-                 std::string(req.method_string()).c_str(), path.c_str(), status,
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return ok && keep;
-}
-
-bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_body>& req,
-                            Endpoint ep, const std::string& rid) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const bool keep = req.keep_alive() && !stopping;
+Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::string& rid,
+                               const std::string& response_id, StreamOut* out,
+                               std::shared_ptr<std::atomic<bool>> cancel,
+                               std::map<std::string, Json>* local) {
+  const auto t0 = Clock::now();
+  const Endpoint ep = g.endpoint;
+  const bool responses = ep == Endpoint::RESPONSES;
+  const std::string tenant = who.tenant ? who.tenant->id : who.key.tenant;
   Metrics::Request m;
-  auto log = [&](int status, const char* note) {
-    m.status = status;
-    m.e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!m.model.empty()) metrics.record(m);
-    std::fprintf(
-        stderr, "realm serve: %s POST %s %d %.3f s%s\n", rid.c_str(),
-        ep == Endpoint::CHAT        ? "/v1/chat/completions"
-        : ep == Endpoint::RESPONSES ? "/v1/responses"
-                                    : "/v1/completions",
-        status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), note);
-  };
-  auto parsed = parse_gen_request(ep, req.body());
-  if (auto* e = std::get_if<ApiError>(&parsed)) {
-    log(e->status, "");
-    return send_error(sock, req, *e, rid, keep);
-  }
-  GenRequest g = std::move(std::get<GenRequest>(parsed));
-  if (!has_model(g.model)) {
-    ApiError e{404, "the model '" + g.model + "' does not exist", "invalid_request_error", "model",
-               "model_not_found"};
-    log(404, "");
-    return send_error(sock, req, e, rid, keep);
-  }
-  g.guest["n_ctx"] = options.n_ctx;
   m.model = g.model;
+  m.tenant = tenant;
+  UsageRow row;
+  row.request_id = rid;
+  row.tenant = tenant;
+  row.key_id = who.key.id;
+  row.model = g.model;
+  row.endpoint = ep == Endpoint::CHAT        ? "chat.completions"
+                 : ep == Endpoint::RESPONSES ? "responses"
+                                             : "completions";
+  Outcome o;
+  // Every ending goes through here: metrics, one usage row, the log line.
+  auto finish = [&](int status, const std::string& finish_reason, const char* note = "") {
+    o.status = status;
+    m.status = status;
+    m.e2e_s = seconds_since(t0);
+    if (has_model(g.model)) metrics->record(m);
+    row.status = status;
+    row.finish_reason = finish_reason;
+    row.ts_ms = unix_ms();
+    row.prompt_tokens = m.prompt_tokens;
+    row.completion_tokens = m.generation_tokens;
+    row.ttft_ms = m.ttft_s < 0 ? -1 : m.ttft_s * 1000;
+    row.duration_ms = m.e2e_s * 1000;
+    usage->add(row);
+    std::fprintf(stderr, "realm serve: %s %s tenant=%s key=%s model=%s %d %.3f s%s\n", rid.c_str(),
+                 row.endpoint.c_str(), tenant.c_str(), who.key.id.c_str(), g.model.c_str(), status,
+                 m.e2e_s, note);
+  };
+  auto refuse = [&](ApiError e, Headers h = {}) {
+    o.failed = true;
+    o.error = std::move(e);
+    o.headers = std::move(h);
+    if (g.stream) out->error(o.error, o.headers);
+    finish(o.error.status, "error");
+    return o;
+  };
+
+  if (!has_model(g.model)) {
+    return refuse({404, "the model '" + g.model + "' does not exist", "invalid_request_error",
+                   "model", "model_not_found"});
+  }
+  if (!may_use(who.tenant.get(), g.model)) {
+    return refuse({403, "this key's tenant may not use the model '" + g.model + "'",
+                   "invalid_request_error", "model", "model_not_allowed"});
+  }
+  if (!who.guest_error.empty()) {
+    return refuse({502, "the tenant's guest module cannot be loaded: " + who.guest_error,
+                   "server_error", "", "guest_failed"},
+                  {{"x-should-retry", "false"}});
+  }
+  // The Responses API's conversation: the stored history, then this turn.
+  Json history = Json::array();
+  if (responses) {
+    Json& msgs = g.guest["messages"];
+    Json turn = Json::array();
+    for (size_t i = g.has_instructions ? 1 : 0; i < msgs.size(); ++i) turn.push_back(msgs[i]);
+    if (!g.previous_response_id.empty()) {
+      std::optional<Json> prev;
+      if (local) {
+        if (auto it = local->find(g.previous_response_id); it != local->end()) prev = it->second;
+      }
+      if (!prev) prev = conversations->get(tenant, g.previous_response_id);
+      if (!prev) {
+        return refuse({400, "previous response '" + g.previous_response_id + "' not found",
+                       "invalid_request_error", "previous_response_id",
+                       "previous_response_not_found"});
+      }
+      history = std::move(*prev);
+    }
+    for (const Json& t : turn) history.push_back(t);
+    Json all = Json::array();
+    if (g.has_instructions) all.push_back(msgs[0]);
+    for (const Json& t : history) all.push_back(t);
+    msgs = std::move(all);
+  }
+
+  // Count the prompt as the guest will build it, and check it against the context.
+  auto prompt = sandbox->prompt_tokens(g.model, g.guest);
+  if (!prompt) {
+    return refuse({400, "the prompt cannot be built: " + prompt.error().message,
+                   "invalid_request_error", ep == Endpoint::COMPLETIONS ? "prompt" : "messages"});
+  }
+  const int64_t n_prompt = static_cast<int64_t>(prompt->ids.size());
+  const int64_t n_ctx = options.n_ctx;
+  const char* max_param = ep == Endpoint::RESPONSES ? "max_output_tokens" : "max_tokens";
+  if (n_prompt >= n_ctx || (g.max_tokens >= 0 && n_prompt + g.max_tokens > n_ctx)) {
+    return refuse(
+        {400,
+         "this model's context is " + std::to_string(n_ctx) + " tokens; the request has " +
+             std::to_string(n_prompt) + " prompt tokens" +
+             (g.max_tokens >= 0 ? " and asks for " + std::to_string(g.max_tokens) + " more" : ""),
+         "invalid_request_error", g.max_tokens >= 0 ? max_param : "messages",
+         "context_length_exceeded"});
+  }
+  const int64_t want = g.max_tokens >= 0 ? g.max_tokens : n_ctx - n_prompt;
+
+  // Admission: the tenant's rate limits, quota, concurrency and queue.
+  TenantQuota quota;
+  if (who.tenant) {
+    quota.rpm = who.tenant->rpm;
+    quota.tpm = who.tenant->tpm;
+    quota.daily_tokens = who.tenant->daily_tokens;
+    quota.concurrency = who.tenant->concurrency;
+  }
+  Admission::Result adm = admission->admit(tenant, quota, n_prompt, want, g.max_tokens >= 0,
+                                           [out] { return out->gone(); });
+  if (adm.refusal != Refusal::NONE) {
+    ApiError e{429, adm.message, "rate_limit_exceeded", "", "rate_limit_exceeded"};
+    Headers h = adm.headers;
+    switch (adm.refusal) {
+      case Refusal::RATE_REQUESTS:
+      case Refusal::RATE_TOKENS:
+        e.type = adm.refusal == Refusal::RATE_REQUESTS ? "requests" : "tokens";
+        for (auto& x : retry_headers(adm.retry_after_s)) h.push_back(x);
+        metrics->rate_limited(tenant, refusal_name(adm.refusal));
+        break;
+      case Refusal::TOO_LARGE:
+        e.type = "tokens";
+        h.emplace_back("x-should-retry", "false");
+        metrics->rate_limited(tenant, refusal_name(adm.refusal));
+        break;
+      case Refusal::DAILY_QUOTA:
+        e.type = "insufficient_quota";
+        e.code = "insufficient_quota";
+        h.emplace_back("x-should-retry", "false");
+        metrics->rate_limited(tenant, refusal_name(adm.refusal));
+        break;
+      case Refusal::ABANDONED:
+        metrics->admission_rejected(refusal_name(adm.refusal));
+        o.keep = false;
+        finish(499, "cancelled", " (client gone while queued)");
+        return o;
+      default:  // the queues, shutdown
+        e = ApiError{503, adm.message, "server_error", "", "overloaded"};
+        for (auto& x : retry_headers(adm.retry_after_s)) h.push_back(x);
+        metrics->admission_rejected(refusal_name(adm.refusal));
+        break;
+    }
+    return refuse(e, h);
+  }
+  m.queue_s = adm.queue_s;
+  o.headers = adm.headers;
+  g.guest["max_tokens"] = adm.max_tokens;
+  g.guest["n_ctx"] = n_ctx;
 
   auto channel = std::make_shared<EventChannel>();
   channel->cap = options.max_buffered_events;
-  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  if (!cancel) cancel = std::make_shared<std::atomic<bool>>(false);
   {
     std::lock_guard<std::mutex> lock(mu);
     ++active_requests;
@@ -349,9 +456,9 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
     }
   } in_flight{*this, cancel};
   auto future = sandbox->submit(
-      kTenant, g.guest.dump(),
+      tenant, g.guest.dump(),
       [channel](int kind, std::string_view json) { return channel->push(kind, json); }, cancel);
-  auto finish_waiter = std::thread([&future, channel] {
+  std::thread waiter([&future, channel] {
     future.wait();
     std::lock_guard<std::mutex> lock(channel->mu);
     channel->done = true;
@@ -360,65 +467,52 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
 
   Shaper shaper{ep, (ep == Endpoint::CHAT ? "chatcmpl-" : "cmpl-") + random_hex(24), g.model,
                 unix_now()};
-  const bool responses = ep == Endpoint::RESPONSES;
-  ResponseShaper rs{"resp_" + random_hex(32), "msg_" + random_hex(32), g.model, unix_now()};
+  ResponseShaper rs{response_id, "msg_" + random_hex(32), g.model, unix_now()};
   int64_t sequence = 0;
-  std::string text, guest_finish;
-  int64_t completion_tokens = 0;
-  auto last_token = t0;
-  bool started = false, write_failed = false, first_chunk = true;
-  http::response<http::empty_body> head{http::status::ok, req.version()};
-  http::response_serializer<http::empty_body> serializer{head};
-  auto write_sse = [&](const Json& j) {
-    if (write_failed) return;
-    beast::error_code ec;
-    if (!started) {
-      head.set(http::field::server, "realm");
-      head.set(http::field::content_type, "text/event-stream");
-      head.set(http::field::cache_control, "no-cache");
-      head.set("x-request-id", rid);
-      head.keep_alive(keep);
-      head.chunked(true);
-      http::write_header(sock, serializer, ec);
-      started = true;
+  bool gone = false;
+  auto emit = [&](Json j) {
+    if (gone || !g.stream) return;
+    if (responses) j["sequence_number"] = sequence++;
+    if (!out->event(j, o.headers)) {
+      gone = true;
+      {
+        std::lock_guard<std::mutex> lock(channel->mu);
+        channel->gone = true;
+      }
+      sandbox->cancel(cancel);
     }
-    // Responses API events are typed and numbered; the others are plain data lines.
-    std::string data;
-    if (responses) {
-      Json ev = j;
-      ev["sequence_number"] = sequence++;
-      data = "event: " + ev.value("type", std::string("error")) + "\n";
-      data += "data: " + ev.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
-    } else {
-      data = "data: " + j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
-    }
-    if (!ec) net::write(sock, http::make_chunk(net::buffer(data)), ec);
-    if (ec) write_failed = true;
-  };
-  // The end of a stream: `data: [DONE]` (not in the Responses API), then the last chunk.
-  auto end_stream = [&](bool done_line) {
-    beast::error_code ec;
-    if (write_failed) return false;
-    if (done_line)
-      net::write(sock, http::make_chunk(net::buffer(std::string("data: [DONE]\n\n"))), ec);
-    if (!ec) net::write(sock, http::make_chunk_last(), ec);
-    return !ec;
   };
   const Json part0 = {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}};
   if (responses && g.stream) {  // the preamble: the response, its message item, its text part
     const Json in_progress = rs.response("in_progress", "", 0, 0, false);
-    write_sse({{"type", "response.created"}, {"response", in_progress}});
-    write_sse({{"type", "response.in_progress"}, {"response", in_progress}});
-    write_sse({{"type", "response.output_item.added"},
-               {"output_index", 0},
-               {"item", rs.message_item("in_progress", "")}});
-    write_sse(rs.part_event("response.content_part.added", {{"part", part0}}));
+    emit({{"type", "response.created"}, {"response", in_progress}});
+    emit({{"type", "response.in_progress"}, {"response", in_progress}});
+    emit({{"type", "response.output_item.added"},
+          {"output_index", 0},
+          {"item", rs.message_item("in_progress", "")}});
+    emit(rs.part_event("response.content_part.added", {{"part", part0}}));
   }
+  std::string text, guest_finish;
+  Json entries = Json::array();  // logprobs of every token
+  auto piece = [&](int32_t id) {
+    auto p = sandbox->token_piece(g.model, id);
+    return p ? *p : std::string();
+  };
+  bool first_chunk = true, timed_out = false;
+  auto last_token = t0;
+  const auto deadline = t0 + options.request_timeout;
   for (;;) {
     std::pair<int, std::string> ev;
     {
       std::unique_lock<std::mutex> lock(channel->mu);
-      channel->cv.wait(lock, [&] { return !channel->events.empty() || channel->done; });
+      if (!channel->cv.wait_until(lock, deadline,
+                                  [&] { return !channel->events.empty() || channel->done; })) {
+        timed_out = true;
+        lock.unlock();
+        sandbox->cancel(cancel);
+        lock.lock();
+        channel->cv.wait(lock, [&] { return !channel->events.empty() || channel->done; });
+      }
       if (channel->events.empty()) break;  // done and drained
       ev = std::move(channel->events.front());
       channel->events.pop_front();
@@ -428,104 +522,711 @@ bool Server::Impl::generate(tcp::socket& sock, const http::request<http::string_
       guest_finish = j.value("finish_reason", std::string("stop"));
       continue;
     }
+    Json entry;
     if (j.value("id", -1) >= 0) {
-      ++completion_tokens;
-      const auto now = std::chrono::steady_clock::now();
+      ++m.generation_tokens;
+      const auto now = Clock::now();
       if (m.ttft_s < 0) {
         m.ttft_s = std::chrono::duration<double>(now - t0).count();
       } else {
         m.itl_s.push_back(std::chrono::duration<double>(now - last_token).count());
       }
       last_token = now;
+      if (g.logprobs && j.contains("logprob")) {
+        entry = token_entry(j, piece);
+        entries.push_back(entry);
+      }
     }
-    const std::string piece = j.value("text", std::string());
-    text += piece;
-    if (g.stream && !piece.empty()) {
+    const std::string chunk_text = j.value("text", std::string());
+    const size_t offset = text.size();
+    text += chunk_text;
+    if (g.stream && (!chunk_text.empty() || !entry.is_null())) {
+      const Json lp = entry.is_null() ? Json() : Json::array({entry});
       if (responses) {
-        write_sse(rs.part_event("response.output_text.delta",
-                                {{"delta", piece}, {"logprobs", Json::array()}}));
+        emit(rs.part_event(
+            "response.output_text.delta",
+            {{"delta", chunk_text}, {"logprobs", lp.is_null() ? Json::array() : lp}}));
       } else {
-        write_sse(shaper.chunk(piece, first_chunk));
+        emit(shaper.chunk(chunk_text, first_chunk,
+                          lp.is_null() ? Json() : shaper.logprobs_of(lp, offset)));
       }
       first_chunk = false;
-      if (write_failed) {
-        {
-          std::lock_guard<std::mutex> lock(channel->mu);
-          channel->gone = true;
-        }
-        sandbox->cancel(cancel);
+    }
+  }
+  waiter.join();
+  const sandbox::RequestResult r = future.get();
+  m.prompt_tokens = r.prompt_tokens;
+  adm.ticket->finish(m.prompt_tokens + m.generation_tokens);
+  if (gone || channel->gone) {
+    o.keep = false;
+    finish(499, "cancelled",
+           channel->overflow ? " (the client read too slowly)" : " (client gone)");
+    return o;
+  }
+  if (timed_out) {
+    ApiError e{504,
+               "the request ran past the server's limit of " +
+                   std::to_string(options.request_timeout.count()) + " s",
+               "server_error", "", "timeout"};
+    o.failed = true;
+    o.error = e;
+    if (g.stream) out->error(e, o.headers);
+    finish(504, "error");
+    return o;
+  }
+  // Cancelled (response.cancel, or shutdown past the grace period) with the client still there:
+  // the response ends as it stands.
+  const bool cancelled = r.error == sandbox::RequestError::CANCELLED || guest_finish == "cancelled";
+  if (!r.ok() && !cancelled) {
+    const ApiError e = api_error_of(r, rid);
+    if (e.status >= 500) {
+      std::fprintf(stderr, "realm serve: %s: %s\n", rid.c_str(), r.message.c_str());
+      if (e.status == 502)
+        metrics->sandbox_fault(std::string(sandbox::request_error_name(r.error)));
+    }
+    o.failed = true;
+    o.error = e;
+    if (e.status == 502) o.headers.emplace_back("x-should-retry", "false");
+    if (g.stream) out->error(e, o.headers);
+    finish(e.status, "error");
+    return o;
+  }
+  const std::string fin = finish_reason(guest_finish);
+  const int64_t pt = m.prompt_tokens, ct = m.generation_tokens;
+  if (responses) {
+    const std::string status = cancelled        ? "cancelled"
+                               : fin == "length" ? "incomplete"
+                                                 : "completed";
+    Json final_response = rs.response(status, text, pt, ct, true);
+    if (g.logprobs) final_response["output"][0]["content"][0]["logprobs"] = entries;
+    history.push_back({{"role", "assistant"}, {"content", text}});
+    if (g.store) {
+      conversations->put(tenant, response_id, history);
+    } else if (local) {
+      if (local->size() >= 256) local->erase(local->begin());
+      (*local)[response_id] = history;
+    }
+    if (g.stream) {
+      Json part = part0;
+      part["text"] = text;
+      if (g.logprobs) part["logprobs"] = entries;
+      emit(rs.part_event("response.output_text.done",
+                         {{"text", text}, {"logprobs", g.logprobs ? entries : Json::array()}}));
+      emit(rs.part_event("response.content_part.done", {{"part", part}}));
+      emit({{"type", "response.output_item.done"},
+            {"output_index", 0},
+            {"item", final_response["output"][0]}});
+      emit({{"type", status == "completed" ? "response.completed" : "response.incomplete"},
+            {"response", final_response}});  // (a cancelled response: incomplete, "cancelled")
+    } else {
+      o.body = std::move(final_response);
+    }
+  } else if (!g.stream) {
+    o.body =
+        shaper.response(text, fin, pt, ct, g.logprobs ? shaper.logprobs_of(entries, 0) : Json());
+  } else {
+    if (first_chunk) emit(shaper.chunk("", true));  // nothing was streamed: the role still first
+    emit(shaper.final_chunk(fin));
+    if (g.include_usage) emit(shaper.usage_chunk(pt, ct));
+  }
+  if (g.stream && !gone && !out->end()) gone = true;
+  if (gone) {
+    o.keep = false;
+    finish(499, "cancelled", " (client gone)");
+    return o;
+  }
+  finish(200, cancelled ? "cancelled" : fin);
+  return o;
+}
+
+// ---- HTTP -------------------------------------------------------------------------------------
+
+namespace {
+
+// An SSE response on a connection's socket.
+struct SseOut : StreamOut {
+  tcp::socket& sock;
+  unsigned version;
+  std::string rid;
+  bool keep;
+  bool responses;  // typed events ("event: type"), no [DONE]
+  bool failed = false;
+  http::response<http::empty_body> head;
+  http::response_serializer<http::empty_body> serializer{head};
+
+  SseOut(tcp::socket& s, unsigned v, std::string r, bool k, bool resp)
+      : sock(s), version(v), rid(std::move(r)), keep(k), responses(resp) {}
+
+  bool write(const std::string& data) {
+    beast::error_code ec;
+    net::write(sock, http::make_chunk(net::buffer(data)), ec);
+    if (ec) failed = true;
+    return !failed;
+  }
+  bool begin(const Headers& headers) {
+    if (started) return !failed;
+    started = true;
+    head.version(version);
+    head.result(http::status::ok);
+    head.set(http::field::server, "realm");
+    head.set(http::field::content_type, "text/event-stream");
+    head.set(http::field::cache_control, "no-cache");
+    head.set("x-request-id", rid);
+    for (const auto& [k, v] : headers) head.set(k, v);
+    head.keep_alive(keep);
+    head.chunked(true);
+    beast::error_code ec;
+    http::write_header(sock, serializer, ec);
+    if (ec) failed = true;
+    return !failed;
+  }
+  bool event(const Json& j, const Headers& headers) override {
+    if (failed || !begin(headers)) return false;
+    std::string data;
+    if (responses) data = "event: " + j.value("type", std::string("error")) + "\n";
+    data += "data: " + dump(j) + "\n\n";
+    return write(data);
+  }
+  void error(const ApiError& e, const Headers& headers) override {
+    if (!started || failed) return;  // before the stream: the caller sends a plain error
+    (void)headers;
+    if (responses) {
+      event({{"type", "error"},
+             {"code", e.code.empty() ? Json() : Json(e.code)},
+             {"message", e.message},
+             {"param", e.param.empty() ? Json() : Json(e.param)}},
+            {});
+    } else {
+      event(error_json(e), {});
+      write("data: [DONE]\n\n");
+    }
+    beast::error_code ec;
+    net::write(sock, http::make_chunk_last(), ec);
+    failed = true;  // the connection closes after an error mid-stream
+  }
+  bool end() override {
+    if (failed) return false;
+    if (!responses && !write("data: [DONE]\n\n")) return false;
+    beast::error_code ec;
+    net::write(sock, http::make_chunk_last(), ec);
+    return !ec;
+  }
+  bool gone() override { return peer_closed(sock.native_handle()); }
+};
+
+}  // namespace
+
+void Server::Impl::serve_connection(tcp::socket sock) {
+  set_timeout(sock.native_handle(), SO_RCVTIMEO, options.read_timeout);
+  set_timeout(sock.native_handle(), SO_SNDTIMEO, options.write_timeout);
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+    parser.body_limit(options.max_body_bytes);
+    beast::error_code ec;
+    http::read(sock, buffer, parser, ec);
+    if (ec == http::error::body_limit || ec == http::error::header_limit) {
+      ApiError e;
+      e.status = ec == http::error::body_limit ? 413 : 431;
+      e.message =
+          ec == http::error::body_limit
+              ? "the request body exceeds " + std::to_string(options.max_body_bytes) + " bytes"
+              : "the request headers exceed " + std::to_string(options.max_header_bytes) + " bytes";
+      send_error(sock, 11, e, random_hex(16), false);
+      // The client may still be sending the body: read and drop it for a moment, so that it sees
+      // the answer instead of a reset connection.
+      beast::error_code ignored;
+      sock.shutdown(tcp::socket::shutdown_send, ignored);
+      set_timeout(sock.native_handle(), SO_RCVTIMEO, std::chrono::seconds(1));
+      std::vector<char> sink(64 << 10);
+      for (size_t drained = 0; drained < (64u << 20);) {
+        const size_t n = sock.read_some(net::buffer(sink), ignored);
+        if (ignored || n == 0) break;
+        drained += n;
+      }
+      break;
+    }
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != net::error::eof &&
+          ec != net::error::connection_reset && ec != net::error::would_block &&
+          ec != net::error::try_again && ec != net::error::bad_descriptor &&
+          ec != net::error::operation_aborted) {
+        send_error(sock, 11, {400, "malformed HTTP request: " + ec.message()}, random_hex(16),
+                   false);
+      }
+      break;
+    }
+    auto& req = parser.get();
+    if (websocket::is_upgrade(req)) {
+      const std::string target(req.target());
+      if (target.substr(0, target.find('?')) == "/v1/responses") {
+        serve_websocket(std::move(sock), parser.release());
+        return;
+      }
+      send_error(sock, req.version(), {404, "no WebSocket endpoint at " + target}, random_hex(16),
+                 false);
+      break;
+    }
+    if (!handle(sock, req) || stopping) break;
+  }
+  beast::error_code ignored;
+  sock.shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+std::vector<Metrics::Gauge> Server::Impl::gauges() const {
+  std::vector<Metrics::Gauge> g;
+  int running = 0;
+  {
+    std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu));
+    running = active_requests;
+  }
+  const double sandbox_waiting = static_cast<double>(sandbox->queued());
+  g.push_back({"realm:num_requests_running", "Generation requests running in a guest.", "",
+               running - sandbox_waiting});
+  g.push_back({"realm:num_requests_waiting",
+               "Generation requests waiting for a concurrency slot or a sandbox worker.", "",
+               static_cast<double>(admission->waiting()) + sandbox_waiting});
+  for (const auto& m : models) {
+    auto st = sandbox->model_stats(m.name);
+    const std::string l = "model=\"" + prometheus_label(m.name) + "\"";
+    g.push_back({"realm:active_sessions", "Open sessions (KV caches) on the model.", l,
+                 st ? static_cast<double>(st->sessions) : 0.0});
+    g.push_back({"realm:kv_cache_bytes", "Bytes of KV cache held by the model's sessions.", l,
+                 st ? static_cast<double>(st->kv_bytes) : 0.0});
+  }
+  std::stable_sort(g.begin(), g.end(),
+                   [](const auto& a, const auto& b) { return a.name < b.name; });
+  return g;
+}
+
+bool Server::Impl::handle(tcp::socket& sock, const http::request<http::string_body>& req) {
+  const std::string rid = random_hex(16);
+  const auto t0 = Clock::now();
+  const std::string target(req.target());
+  const std::string path = target.substr(0, target.find('?'));
+  const std::string query =
+      target.find('?') == std::string::npos ? std::string() : target.substr(target.find('?') + 1);
+  const bool keep = req.keep_alive() && !stopping;
+  const auto method = req.method();
+  const unsigned version = req.version();
+  bool ok = true;
+  int status = 200;
+  auto reply = [&](http::status s, const Json& body) {
+    status = static_cast<int>(s);
+    ok = send(sock, version, s, dump(body), rid, keep);
+  };
+  auto error = [&](const ApiError& e) {
+    status = e.status;
+    ok = send_error(sock, version, e, rid, keep);
+  };
+  auto only = [&](http::verb v) {
+    if (method == v) return true;
+    error({405, "method " + std::string(req.method_string()) + " is not allowed on " + path});
+    return false;
+  };
+  // The caller, for the routes that need a key.
+  auto caller = [&]() -> std::optional<Identity> {
+    auto who = authenticate(presented_key(req));
+    if (auto* e = std::get_if<ApiError>(&who)) {
+      error(*e);
+      return std::nullopt;
+    }
+    return std::get<Identity>(who);
+  };
+  if (path == "/health") {
+    if (only(http::verb::get)) reply(http::status::ok, {{"status", "ok"}});
+  } else if (path == "/ready") {
+    if (only(http::verb::get)) {
+      if (stopping) {
+        error({503, "shutting down", "server_error"});
+      } else {
+        Json names = Json::array();
+        for (const auto& m : models) names.push_back(m.name);
+        reply(http::status::ok, {{"status", "ready"}, {"models", names}});
       }
     }
-  }
-  finish_waiter.join();
-  const sandbox::RequestResult r = future.get();
-  const int64_t prompt_tokens = r.tokens_decoded - std::max<int64_t>(completion_tokens - 1, 0);
-  m.prompt_tokens = prompt_tokens;
-  m.generation_tokens = completion_tokens;
-  if (write_failed || (channel->gone && !channel->overflow)) {
-    log(499, " (client gone)");
-    return false;
-  }
-  if (channel->overflow) {
-    log(499, " (the client read too slowly)");
-    return false;
-  }
-  if (!r.ok()) {
-    const ApiError e = api_error_of(r, rid);
-    if (e.status >= 500)
-      std::fprintf(stderr, "realm serve: %s: %s\n", rid.c_str(), r.message.c_str());
-    log(e.status, "");
-    if (!started) return send_error(sock, req, e, rid, keep);
-    if (responses) {
-      write_sse({{"type", "error"},
-                 {"code", e.code.empty() ? Json() : Json(e.code)},
-                 {"message", e.message},
-                 {"param", e.param.empty() ? Json() : Json(e.param)}});
+  } else if (path == "/metrics") {
+    if (only(http::verb::get)) {
+      status = 200;
+      ok = send(sock, version, http::status::ok, metrics->render(gauges()), rid, keep, {},
+                "text/plain; version=0.0.4");
+    }
+  } else if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
+    if (only(http::verb::get)) {
+      if (auto who = caller()) {
+        if (path == "/v1/models") {
+          Json data = Json::array();
+          for (const auto& m : models) {
+            if (may_use(who->tenant.get(), m.name)) data.push_back(model_json(m.name));
+          }
+          reply(http::status::ok, {{"object", "list"}, {"data", data}});
+        } else {
+          const std::string id = path.substr(11);
+          if (has_model(id) && may_use(who->tenant.get(), id)) {
+            reply(http::status::ok, model_json(id));
+          } else {
+            error({404, "the model '" + id + "' does not exist", "invalid_request_error", "model",
+                   "model_not_found"});
+          }
+        }
+      }
+    }
+  } else if (path == "/v1/completions" || path == "/v1/chat/completions" ||
+             path == "/v1/responses") {
+    if (only(http::verb::post)) {
+      const Endpoint ep = path == "/v1/completions"        ? Endpoint::COMPLETIONS
+                          : path == "/v1/chat/completions" ? Endpoint::CHAT
+                                                           : Endpoint::RESPONSES;
+      ok = handle_generation(sock, req, ep, rid);
+      status = 0;  // logged by generate
+    }
+  } else if (path.rfind("/admin/", 0) == 0 || path == "/admin") {
+    if (!store) {
+      error({404, "the admin API needs a store (this server runs with --no-auth)"});
     } else {
-      write_sse(error_json(e));
+      auto who = directory->authenticate(presented_key(req));
+      if (!who || !who->key.admin) {
+        error({401, "the admin API needs an admin key (realm keys create --admin)",
+               "invalid_request_error", "", "invalid_api_key"});
+      } else {
+        AdminReply a =
+            admin_request(*store, std::string(req.method_string()), path, query, req.body());
+        if (a.changed) {
+          if (auto st = directory->reload(); !st) {
+            std::fprintf(stderr, "realm serve: reload after an admin change: %s\n",
+                         st.error().message.c_str());
+          }
+        }
+        status = a.status;
+        ok = send(sock, version, static_cast<http::status>(a.status), dump(a.body), rid, keep);
+      }
     }
-    end_stream(!responses);
-    return false;
+  } else {
+    error({404, "no route " + std::string(req.method_string()) + " " + path});
   }
-  const std::string finish = finish_reason(guest_finish);
-  if (responses) {
-    const std::string status = finish == "length" ? "incomplete" : "completed";
-    const Json final_response = rs.response(status, text, prompt_tokens, completion_tokens, true);
-    if (!g.stream) {
-      log(200, "");
-      return send(sock, req, http::status::ok,
-                  final_response.dump(-1, ' ', false, Json::error_handler_t::replace), rid, keep);
-    }
-    Json part = part0;
-    part["text"] = text;
-    write_sse(
-        rs.part_event("response.output_text.done", {{"text", text}, {"logprobs", Json::array()}}));
-    write_sse(rs.part_event("response.content_part.done", {{"part", part}}));
-    write_sse({{"type", "response.output_item.done"},
-               {"output_index", 0},
-               {"item", rs.message_item("completed", text)}});
-    write_sse({{"type", status == "completed" ? "response.completed" : "response.incomplete"},
-               {"response", final_response}});
-    const bool ended = end_stream(false);
-    log(200, "");
-    return ended;
+  if (status != 0) {
+    std::fprintf(stderr, "realm serve: %s %s %s %d %.3f s\n", rid.c_str(),
+                 std::string(req.method_string()).c_str(), path.c_str(), status, seconds_since(t0));
   }
-  if (!g.stream) {
-    log(200, "");
-    return send(sock, req, http::status::ok,
-                shaper.response(text, finish, prompt_tokens, completion_tokens)
-                    .dump(-1, ' ', false, Json::error_handler_t::replace),
-                rid, keep);
-  }
-  if (first_chunk) {  // nothing was streamed: the role still comes first
-    write_sse(shaper.chunk("", true));
-  }
-  write_sse(shaper.final_chunk(finish));
-  if (g.include_usage) write_sse(shaper.usage_chunk(prompt_tokens, completion_tokens));
-  const bool ended = end_stream(true);
-  log(200, "");
-  return ended;
+  return ok && keep;
 }
+
+bool Server::Impl::handle_generation(tcp::socket& sock, const http::request<http::string_body>& req,
+                                     Endpoint ep, const std::string& rid) {
+  const bool keep = req.keep_alive() && !stopping;
+  auto who = authenticate(presented_key(req));
+  if (auto* e = std::get_if<ApiError>(&who)) return send_error(sock, req.version(), *e, rid, keep);
+  auto parsed = parse_gen_request(ep, req.body());
+  if (auto* e = std::get_if<ApiError>(&parsed)) {
+    std::fprintf(stderr, "realm serve: %s POST %s %d (bad request)\n", rid.c_str(),
+                 std::string(req.target()).c_str(), e->status);
+    return send_error(sock, req.version(), *e, rid, keep);
+  }
+  SseOut sse(sock, req.version(), rid, keep, ep == Endpoint::RESPONSES);
+  const std::string response_id = "resp_" + random_hex(32);
+  Outcome o = generate(std::get<Identity>(who), std::move(std::get<GenRequest>(parsed)), rid,
+                       response_id, &sse, nullptr, nullptr);
+  if (sse.started) return o.keep && !sse.failed && keep;
+  if (o.status == 499) return false;
+  if (o.failed) return send_error(sock, req.version(), o.error, rid, keep, o.headers) && keep;
+  return send(sock, req.version(), http::status::ok, dump(o.body), rid, keep, o.headers) && keep;
+}
+
+// ---- WebSocket (the Responses API's WebSocket mode) -------------------------------------------
+
+namespace {
+
+// One WebSocket connection: its reads and writes run on a private io_context on the connection's
+// thread; lanes (one per stream_id) run their generations on their own threads and post frames.
+struct WsConn : std::enable_shared_from_this<WsConn> {
+  net::io_context ioc;
+  websocket::stream<tcp::socket> ws;
+  beast::flat_buffer in;
+  std::deque<std::string> out;
+  size_t out_bytes = 0;
+  bool writing = false;
+  std::atomic<bool> closed{false};
+  std::atomic<int> close_code{0};  // a close the server wants to send
+
+  std::mutex mu;  // lanes, responses, local store
+  struct Lane {
+    std::deque<Json> pending;
+    bool running = false;
+  };
+  std::map<std::string, Lane> lanes;
+  std::vector<std::thread> threads;
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> running;  // response id -> cancel
+  std::map<std::string, Json> local;  // store: false responses of this connection
+  std::condition_variable lanes_cv;
+  int active_lanes = 0;
+  static constexpr size_t kMaxOutBytes = 8u << 20;
+
+  bool close_wanted = false;
+  websocket::close_reason close_why;
+
+  WsConn() : ws(ioc) {}
+
+  // Thread-safe: queues a frame; false when the connection is closed or the reader is too slow.
+  bool send(std::string frame) {
+    if (closed) return false;  // (frames queued before a close still go out)
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (out_bytes > kMaxOutBytes) return false;
+      out_bytes += frame.size();
+    }
+    net::post(ioc, [self = shared_from_this(), f = std::move(frame)]() mutable {
+      self->out.push_back(std::move(f));
+      if (!self->writing) self->write_next();
+    });
+    return true;
+  }
+  void write_next() {
+    if (out.empty() || closed) {
+      writing = false;
+      if (close_wanted && !closed.exchange(true)) {
+        ws.async_close(close_why, [self = shared_from_this()](beast::error_code) {});
+      }
+      return;
+    }
+    writing = true;
+    ws.text(true);
+    ws.async_write(net::buffer(out.front()),
+                   [self = shared_from_this()](beast::error_code ec, size_t) {
+                     {
+                       std::lock_guard<std::mutex> lock(self->mu);
+                       self->out_bytes -= self->out.front().size();
+                     }
+                     self->out.pop_front();
+                     if (ec) {
+                       self->closed = true;
+                       self->writing = false;
+                       return;
+                     }
+                     self->write_next();
+                   });
+  }
+  // Closes after the frames already queued are written.
+  void close(websocket::close_code code, const std::string& reason) {
+    net::post(ioc, [self = shared_from_this(), code, reason] {
+      if (self->close_wanted || self->closed) return;
+      self->close_wanted = true;
+      self->close_why = websocket::close_reason(code, reason);
+      if (!self->writing) self->write_next();
+    });
+  }
+};
+
+struct WsOut : StreamOut {
+  std::shared_ptr<WsConn> conn;
+  Json stream_id;  // echoed in every event (null: none)
+  bool event(const Json& j, const Headers&) override {
+    started = true;
+    Json e = j;
+    if (!stream_id.is_null()) e["stream_id"] = stream_id;
+    return conn->send(dump(e));
+  }
+  void error(const ApiError& err, const Headers& headers) override {
+    Json h = Json::object();
+    for (const auto& [k, v] : headers) h[k] = v;
+    Json e = {{"type", "error"},
+              {"status", err.status},
+              {"error",
+               {{"type", err.type},
+                {"code", err.code.empty() ? Json() : Json(err.code)},
+                {"message", err.message},
+                {"param", err.param.empty() ? Json() : Json(err.param)},
+                {"headers", h}}}};
+    if (!stream_id.is_null()) e["stream_id"] = stream_id;
+    conn->send(dump(e));
+    if (err.status == 503) conn->close(websocket::close_code::try_again_later, "overloaded");
+  }
+  bool end() override { return !conn->closed; }
+  bool gone() override { return conn->closed; }
+};
+
+}  // namespace
+
+void Server::Impl::serve_websocket(tcp::socket sock, http::request<http::string_body> req) {
+  // The key: Authorization: Bearer, or (browsers) the subprotocol openai-insecure-api-key.KEY.
+  std::string key = presented_key(req);
+  std::string protocol;
+  if (auto p = req.find(http::field::sec_websocket_protocol); p != req.end()) {
+    std::string list(p->value());
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      if (comma == std::string::npos) comma = list.size();
+      std::string item = list.substr(pos, comma - pos);
+      while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+      while (!item.empty() && item.back() == ' ') item.pop_back();
+      const std::string prefix = "openai-insecure-api-key.";
+      if (item.rfind(prefix, 0) == 0) {
+        if (key.empty()) key = item.substr(prefix.size());
+        protocol = item;
+      } else if (protocol.empty() && item == "realm") {
+        protocol = item;
+      }
+      pos = comma + 1;
+    }
+  }
+  // Blocking socket options belong to the HTTP path; the WebSocket runs asynchronously.
+  set_timeout(sock.native_handle(), SO_RCVTIMEO, std::chrono::seconds(0));
+  set_timeout(sock.native_handle(), SO_SNDTIMEO, std::chrono::seconds(0));
+  const bool v6 = sock.local_endpoint().address().is_v6();
+  auto conn = std::make_shared<WsConn>();
+  {
+    beast::error_code ec;
+    conn->ws.next_layer().assign(v6 ? tcp::v6() : tcp::v4(), sock.release(), ec);
+    if (ec) return;
+  }
+  conn->ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  conn->ws.read_message_max(options.max_body_bytes);
+  conn->ws.set_option(websocket::stream_base::decorator([protocol](websocket::response_type& res) {
+    res.set(http::field::server, "realm");
+    if (!protocol.empty()) res.set(http::field::sec_websocket_protocol, protocol);
+  }));
+  auto who_or = authenticate(key);
+  std::shared_ptr<Identity> who;
+  if (auto* id = std::get_if<Identity>(&who_or)) who = std::make_shared<Identity>(*id);
+
+  WsConn* c = conn.get();
+  std::function<void()> read_next;
+  auto on_frame = [this, c, who](const std::string& text) {
+    const Json f = Json::parse(text, nullptr, false);
+    auto bad_frame = [&](const std::string& message, Json stream_id = Json()) {
+      WsOut o;
+      o.conn = c->shared_from_this();
+      o.stream_id = stream_id;
+      o.error({400, message}, {});
+    };
+    if (f.is_discarded() || !f.is_object()) return bad_frame("a frame must be a JSON object");
+    const Json stream_id = f.contains("stream_id") && (f["stream_id"].is_string() ||
+                                                       f["stream_id"].is_number_integer())
+                               ? f["stream_id"]
+                               : Json();
+    const std::string type =
+        f.value("type", Json()).is_string() ? f["type"].get<std::string>() : "";
+    if (type == "response.cancel") {
+      const std::string id =
+          f.value("response_id", Json()).is_string() ? f["response_id"].get<std::string>() : "";
+      std::lock_guard<std::mutex> lock(c->mu);
+      auto it = c->running.find(id);
+      if (it == c->running.end()) {
+        return bad_frame("no response '" + id + "' is running on this connection", stream_id);
+      }
+      sandbox->cancel(it->second);
+      return;
+    }
+    if (type != "response.create") {
+      return bad_frame("unknown frame type " + dump(f.value("type", Json())) +
+                           " (expected response.create or response.cancel)",
+                       stream_id);
+    }
+    const std::string lane = stream_id.is_null() ? "" : dump(stream_id);
+    std::lock_guard<std::mutex> lock(c->mu);
+    WsConn::Lane& l = c->lanes[lane];
+    l.pending.push_back(f);
+    if (l.running) return;
+    l.running = true;
+    ++c->active_lanes;
+    // The lane's thread runs its requests in order.
+    c->threads.emplace_back([this, c, who, lane, stream_id] {
+      for (;;) {
+        Json frame;
+        {
+          std::lock_guard<std::mutex> lk(c->mu);
+          WsConn::Lane& ln = c->lanes[lane];
+          if (ln.pending.empty() || c->closed) {
+            ln.running = false;
+            ln.pending.clear();
+            --c->active_lanes;
+            c->lanes_cv.notify_all();
+            return;
+          }
+          frame = std::move(ln.pending.front());
+          ln.pending.pop_front();
+        }
+        WsOut out;
+        out.conn = c->shared_from_this();
+        out.stream_id = stream_id;
+        const std::string rid = random_hex(16);
+        frame.erase("type");
+        frame.erase("stream_id");
+        frame["stream"] = true;
+        auto parsed = parse_gen_request(Endpoint::RESPONSES, dump(frame));
+        if (auto* e = std::get_if<ApiError>(&parsed)) {
+          out.error(*e, {});
+          continue;
+        }
+        const std::string response_id = "resp_" + random_hex(32);
+        auto cancel = std::make_shared<std::atomic<bool>>(false);
+        {
+          std::lock_guard<std::mutex> lk(c->mu);
+          c->running[response_id] = cancel;
+        }
+        std::map<std::string, Json> local;
+        {
+          std::lock_guard<std::mutex> lk(c->mu);
+          local = c->local;
+        }
+        generate(*who, std::move(std::get<GenRequest>(parsed)), rid, response_id, &out, cancel,
+                 &local);
+        std::lock_guard<std::mutex> lk(c->mu);
+        c->running.erase(response_id);
+        for (auto& [k, v] : local) c->local[k] = std::move(v);
+        while (c->local.size() > 256) c->local.erase(c->local.begin());
+      }
+    });
+  };
+  read_next = [c, &read_next, on_frame] {
+    c->ws.async_read(c->in, [c, &read_next, on_frame](beast::error_code ec, size_t) {
+      if (ec) {
+        c->closed = true;
+        return;
+      }
+      if (!c->ws.got_text()) {
+        c->in.consume(c->in.size());
+        WsOut o;
+        o.conn = c->shared_from_this();
+        o.error({400, "frames must be text (JSON)"}, {});
+      } else {
+        const std::string text = beast::buffers_to_string(c->in.data());
+        c->in.consume(c->in.size());
+        on_frame(text);
+      }
+      if (!c->closed) read_next();
+    });
+  };
+  conn->ws.async_accept(req, [this, c, who, &read_next](beast::error_code ec) {
+    if (ec) {
+      c->closed = true;
+      return;
+    }
+    if (!who) {
+      c->close(websocket::close_code::policy_error, "invalid or missing API key");
+      return;
+    }
+    if (stopping) {
+      c->close(websocket::close_code::try_again_later, "shutting down");
+      return;
+    }
+    read_next();
+  });
+  conn->ioc.run();
+  // The client left (or the server closed): stop this connection's requests, wait for its lanes.
+  conn->closed = true;
+  {
+    std::unique_lock<std::mutex> lock(conn->mu);
+    for (auto& [id, flag] : conn->running) sandbox->cancel(flag);
+    conn->lanes_cv.wait(lock, [&] { return conn->active_lanes == 0; });
+  }
+  for (auto& t : conn->threads) t.join();
+  beast::error_code ignored;
+  conn->ws.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+// ---- lifecycle --------------------------------------------------------------------------------
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -535,18 +1236,22 @@ Server::~Server() {
 
 Expected<std::unique_ptr<Server>> Server::create(ServerOptions options,
                                                  std::vector<ServedModel> models,
-                                                 std::span<const uint8_t> guest_wasm,
-                                                 int n_threads) {
+                                                 std::span<const uint8_t> default_guest) {
   if (models.empty()) return make_error("realm serve needs at least one --model NAME=PATH");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  impl->metrics = std::make_unique<Metrics>(options.max_tenant_labels);
+  if (!options.no_auth || !options.db_path.empty()) {
+    auto store = Store::open(options.db_path.empty() ? default_db_path() : options.db_path,
+                             options.secret_path);
+    if (!store) return store.take_error();
+    impl->store = std::move(*store);
+  }
   sandbox::SandboxOptions so;
   so.n_workers = std::max(8, options.max_connections);
   auto sb = sandbox::Sandbox::create(so);
   if (!sb) return sb.take_error();
   impl->sandbox = std::move(*sb);
-  sandbox::TenantRecord tenant;
-  tenant.id = kTenant;
   for (const auto& m : models) {
     if (m.name.empty()) return make_error("a model needs a name (--model NAME=PATH)");
     for (const auto& other : impl->models) {
@@ -554,16 +1259,26 @@ Expected<std::unique_ptr<Server>> Server::create(ServerOptions options,
     }
     auto loaded = model::Model::load(m.path);
     if (!loaded) return loaded.take_error();
-    REALM_TRY(impl->sandbox->add_model(m.name, *loaded, {n_threads, 512}));
-    tenant.allowed_models.push_back(m.name);
+    REALM_TRY(
+        impl->sandbox->add_model(m.name, *loaded, {options.n_threads, 512}, options.chat_template));
     impl->models.push_back(m);
   }
-  tenant.limits.max_session_ctx = options.n_ctx;
-  tenant.limits.token_budget = options.n_ctx + 1;
-  tenant.limits.max_sessions = options.max_connections;
-  auto module = impl->sandbox->compile_module(guest_wasm);
-  if (!module) return module.take_error();
-  REALM_TRY(impl->sandbox->add_tenant(tenant, *module));
+  DirectoryOptions dopt;
+  dopt.n_ctx = options.n_ctx;
+  auto dir = Directory::create(options.no_auth ? nullptr : impl->store.get(), impl->sandbox.get(),
+                               default_guest, dopt);
+  if (!dir) return dir.take_error();
+  impl->directory = std::move(*dir);
+  Store* store = impl->store.get();
+  impl->admission = std::make_unique<Admission>(
+      options.queue, [store](const std::string& tenant, int64_t since_s) -> int64_t {
+        if (!store) return 0;
+        auto n = store->tokens_since(tenant, since_s * 1000);
+        return n ? *n : 0;
+      });
+  impl->usage = std::make_unique<UsageLog>(store);
+  impl->conversations =
+      std::make_unique<Conversations>(options.responses_per_tenant, options.response_ttl);
   beast::error_code ec;
   auto address = net::ip::make_address(options.host, ec);
   if (ec) return make_error("--host ", options.host, ": ", ec.message());
@@ -597,9 +1312,8 @@ void Server::run() {
     std::unique_lock<std::mutex> lock(s.mu);
     if (s.connections >= s.options.max_connections) {
       lock.unlock();
-      http::request<http::string_body> dummy;
-      set_timeout(sock, SO_SNDTIMEO, std::chrono::seconds(1));
-      s.send(sock, dummy, http::status::service_unavailable,
+      set_timeout(sock.native_handle(), SO_SNDTIMEO, std::chrono::seconds(1));
+      s.send(sock, 11, http::status::service_unavailable,
              error_body({503, "too many connections", "server_error"}), random_hex(16), false,
              {{"Retry-After", "1"}});
       continue;
@@ -617,12 +1331,17 @@ void Server::run() {
     }).detach();
   }
   // Shutdown: in-flight requests get the grace period, then are cancelled; idle connections are
-  // closed; run() returns when every connection has ended.
+  // closed; run() returns when every connection has ended and the usage rows are written.
   std::unique_lock<std::mutex> lock(s.mu);
   s.cv.wait_for(lock, s.options.grace, [&] { return s.active_requests == 0; });
+  s.admission->shutdown();
   for (const auto& c : s.cancels) s.sandbox->cancel(c);
   for (int fd : s.fds) ::shutdown(fd, SHUT_RDWR);
   s.cv.wait(lock, [&] { return s.connections == 0; });
+  lock.unlock();
+  if (!s.usage->flush()) {
+    std::fprintf(stderr, "realm serve: %zu usage rows could not be written\n", s.usage->pending());
+  }
 }
 
 void Server::stop() {

@@ -1,13 +1,17 @@
-// `realm serve`: an OpenAI-compatible HTTP/1.1 server (Boost.Beast) over the sandbox. Every
-// generation runs in a tenant's guest through sandbox::Sandbox::submit; the server never reaches
-// into the engine. Connections are served one thread each with blocking reads and writes bounded
-// by socket deadlines (a slow or silent client cannot hold a connection forever); a request's
-// guest events pass through a bounded buffer to the connection's thread, so a slow reader never
-// holds a sandbox worker (past the buffer or the write deadline its request is cancelled), and a
-// client that disconnects cancels its generation.
+// `realm serve`: an OpenAI-compatible HTTP/1.1 server (Boost.Beast) over the sandbox, with the
+// Responses API's WebSocket mode on the same port. Every generation runs in its tenant's guest
+// through sandbox::Sandbox::submit; the server never reaches into the engine.
 //
-// This first version serves one built-in tenant ("default", every model) without keys; tenants,
-// keys, quotas, usage and metrics are the next steps (docs/server.md).
+// A request: the key names the tenant (Directory), the body is validated (openai.h), the prompt
+// is counted with the model's tokenizer, admission applies the tenant's rate limits, quota and
+// concurrency (Admission), then the guest runs and its events are shaped into OpenAI's responses,
+// SSE chunks or WebSocket events by one generation loop whatever the transport. Usage rows (host
+// token counts) go to the store in batches (UsageLog); metrics to /metrics.
+//
+// Connections are served one thread each, HTTP with blocking reads and writes bounded by socket
+// deadlines; a request's guest events pass through a bounded buffer, so a slow reader never holds
+// a sandbox worker (past the buffer or the write deadline its request is cancelled), and a client
+// that disconnects cancels its generation.
 #pragma once
 
 #include <atomic>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "sandbox/sandbox.h"
+#include "server/admission.h"
 #include "util/expected.h"
 
 namespace realm::server {
@@ -28,11 +33,22 @@ struct ServerOptions {
   int64_t n_ctx = 4096;             // context of every request's session
   size_t max_body_bytes = 1 << 20;  // larger bodies get 413
   size_t max_header_bytes = 16 << 10;
-  int max_connections = 256;               // more are refused with 503
-  std::chrono::seconds read_timeout{30};   // for a request's headers and body
-  std::chrono::seconds write_timeout{30};  // for every write to the client
-  size_t max_buffered_events = 4096;       // a stream's events waiting for a slow reader
-  std::chrono::seconds grace{10};          // shutdown: in-flight streams get this long to finish
+  int max_connections = 256;                  // more are refused with 503
+  std::chrono::seconds read_timeout{30};      // for a request's headers and body
+  std::chrono::seconds write_timeout{30};     // for every write to the client
+  size_t max_buffered_events = 4096;          // a stream's events waiting for a slow reader
+  std::chrono::seconds grace{10};             // shutdown: in-flight streams get this long to finish
+  std::chrono::seconds request_timeout{600};  // a generation running longer is cancelled
+  QueueLimits queue;
+  // The store of tenants, keys and usage (SQLite); "" with no_auth: none.
+  std::string db_path;
+  std::string secret_path;         // "": db_path + ".secret"
+  bool no_auth = false;            // no keys: every request is the tenant "default" (every model)
+  std::string chat_template;       // Jinja2 source for every model instead of its own ("": its own)
+  size_t max_tenant_labels = 100;  // distinct tenant label values in /metrics
+  size_t responses_per_tenant = 1000;  // kept for previous_response_id
+  std::chrono::seconds response_ttl{3600};
+  int n_threads = 1;  // per model
 };
 
 struct ServedModel {
@@ -42,11 +58,11 @@ struct ServedModel {
 
 class Server {
  public:
-  // Loads the models into a sandbox running `guest` for the default tenant, and binds the port.
+  // Opens the store, loads the models into a sandbox (`default_guest` for tenants without their
+  // own module), and binds the port.
   static Expected<std::unique_ptr<Server>> create(ServerOptions options,
                                                   std::vector<ServedModel> models,
-                                                  std::span<const uint8_t> guest_wasm,
-                                                  int n_threads);
+                                                  std::span<const uint8_t> default_guest);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -69,6 +69,10 @@ EXPORT(realm_generate) int32_t realm_generate(int32_t h, const char* req, int32_
     return r;
   }
   char fin[160];
+#ifdef CLAIM_TOKENS /* lying_counts.c: a final result with made-up counts */
+  n_ids = CLAIM_TOKENS;
+  produced = CLAIM_TOKENS;
+#endif
   snprintf(fin, sizeof fin,
            "{\"finish_reason\":\"length\",\"prompt_tokens\":%d,\"completion_tokens\":%d}",
            (int)n_ids, produced);
