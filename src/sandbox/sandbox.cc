@@ -124,7 +124,11 @@ struct Sandbox::Impl {
   std::map<std::string, std::shared_ptr<HostModel>, std::less<>> models;
 
   mutable std::mutex queue_mu;
-  std::condition_variable queue_cv;
+  // Idle workers, most recently idle last: a new request wakes that one, whose isolate and tenant
+  // instances are the warmest (waking any waiter would cycle requests through every worker and
+  // create a new instance on each).
+  std::vector<int> idle;
+  std::vector<std::unique_ptr<std::condition_variable>> worker_cv;
   std::deque<std::unique_ptr<Job>> queue;
   bool stop = false;
   std::vector<std::thread> workers;
@@ -379,14 +383,18 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
   return r;
 }
 
-void Sandbox::Impl::worker_loop(int /*index*/) {
+void Sandbox::Impl::worker_loop(int index) {
   std::unique_ptr<WasmIsolate> isolate;
   std::list<std::unique_ptr<InstanceState>> cache;  // most recently used first
   for (;;) {
     std::unique_ptr<Job> job;
     {
       std::unique_lock<std::mutex> lock(queue_mu);
-      queue_cv.wait(lock, [&] { return stop || !queue.empty(); });
+      while (!stop && queue.empty()) {
+        idle.push_back(index);
+        worker_cv[static_cast<size_t>(index)]->wait(lock);
+        if (auto it = std::find(idle.begin(), idle.end(), index); it != idle.end()) idle.erase(it);
+      }
       if (stop) break;  // the destructor ends the queued jobs
       job = std::move(queue.front());
       queue.pop_front();
@@ -444,7 +452,7 @@ Sandbox::~Sandbox() {
     impl_->stop = true;
     queued.swap(impl_->queue);
   }
-  impl_->queue_cv.notify_all();
+  for (auto& cv : impl_->worker_cv) cv->notify_all();
   // Queued requests are not run: they end as cancelled. Running ones finish first.
   for (auto& job : queued) job->promise.set_value(cancelled_result("the sandbox is shutting down"));
   for (auto& t : impl_->workers) t.join();
@@ -485,6 +493,9 @@ Expected<std::unique_ptr<Sandbox>> Sandbox::create(SandboxOptions options) {
   impl->options = std::move(options);
   impl->imports = make_host_imports();
   Impl* p = impl.get();
+  for (int i = 0; i < p->options.n_workers; ++i) {
+    p->worker_cv.push_back(std::make_unique<std::condition_variable>());
+  }
   for (int i = 0; i < p->options.n_workers; ++i) {
     p->workers.emplace_back([p, i] { p->worker_loop(i); });
   }
@@ -623,8 +634,12 @@ std::future<RequestResult> Sandbox::submit(const std::string& tenant, std::strin
   {
     std::lock_guard<std::mutex> lock(impl_->queue_mu);
     impl_->queue.push_back(std::move(job));
+    if (!impl_->idle.empty()) {
+      const int w = impl_->idle.back();
+      impl_->idle.pop_back();
+      impl_->worker_cv[static_cast<size_t>(w)]->notify_one();
+    }
   }
-  impl_->queue_cv.notify_one();
   return future;
 }
 

@@ -434,7 +434,9 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
   m.queue_s = adm.queue_s;
   o.headers = adm.headers;
   g.guest["max_tokens"] = adm.max_tokens;
-  g.guest["n_ctx"] = n_ctx;
+  // The session holds prompt + max tokens (the guest ABI's n_ctx 0), within the checked context:
+  // a short request does not allocate (and clear) a whole context of KV cache.
+  g.guest["n_ctx"] = 0;
 
   auto channel = std::make_shared<EventChannel>();
   channel->cap = options.max_buffered_events;
@@ -594,7 +596,7 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
   const std::string fin = finish_reason(guest_finish);
   const int64_t pt = m.prompt_tokens, ct = m.generation_tokens;
   if (responses) {
-    const std::string status = cancelled        ? "cancelled"
+    const std::string status = cancelled         ? "cancelled"
                                : fin == "length" ? "incomplete"
                                                  : "completed";
     Json final_response = rs.response(status, text, pt, ct, true);
@@ -717,6 +719,10 @@ struct SseOut : StreamOut {
 }  // namespace
 
 void Server::Impl::serve_connection(tcp::socket sock) {
+  // Responses and stream events go out as soon as they are written (no Nagle delay waiting for
+  // the client's delayed ACK).
+  beast::error_code nodelay_ec;
+  sock.set_option(tcp::no_delay(true), nodelay_ec);
   set_timeout(sock.native_handle(), SO_RCVTIMEO, options.read_timeout);
   set_timeout(sock.native_handle(), SO_SNDTIMEO, options.write_timeout);
   beast::flat_buffer buffer;
