@@ -49,6 +49,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     int64_t ctx = -1;
     bool no_auth = false;
     int64_t queue = -1, tenant_queue = -1, queue_timeout_s = -1, request_timeout_s = -1;
+    int64_t read_timeout_s = -1, write_timeout_s = -1;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API");
@@ -80,6 +81,12 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--queue-timeout-s", a->queue_timeout_s,
                   "Seconds a request may wait for a slot (default 60)")
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
+  cmd->add_option("--read-timeout-s", a->read_timeout_s,
+                  "Seconds a request's headers and body may take to arrive (default 30)")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}));
+  cmd->add_option("--write-timeout-s", a->write_timeout_s,
+                  "Seconds one write to a client may wait for it to read (default 30)")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}));
   cmd->add_option("--request-timeout-s", a->request_timeout_s,
                   "Seconds a generation may run (default 600)")
       ->check(CLI::Range(int64_t{1}, int64_t{86400}));
@@ -145,6 +152,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
         o.queue.max_wait = std::chrono::seconds(j.value("queue_timeout_s", int64_t{60}));
         o.request_timeout =
             std::chrono::seconds(j.value("request_timeout_s", int64_t{o.request_timeout.count()}));
+        o.read_timeout =
+            std::chrono::seconds(j.value("read_timeout_s", int64_t{o.read_timeout.count()}));
+        o.write_timeout =
+            std::chrono::seconds(j.value("write_timeout_s", int64_t{o.write_timeout.count()}));
         o.max_tenant_labels = j.value("max_tenant_labels", o.max_tenant_labels);
         o.responses_per_tenant = j.value("responses_per_tenant", o.responses_per_tenant);
         o.response_ttl = std::chrono::seconds(j.value("response_ttl_s", int64_t{3600}));
@@ -177,6 +188,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     if (a->tenant_queue >= 0) o.queue.max_waiting_per_tenant = static_cast<size_t>(a->tenant_queue);
     if (a->queue_timeout_s > 0) o.queue.max_wait = std::chrono::seconds(a->queue_timeout_s);
     if (a->request_timeout_s > 0) o.request_timeout = std::chrono::seconds(a->request_timeout_s);
+    if (a->read_timeout_s > 0) o.read_timeout = std::chrono::seconds(a->read_timeout_s);
+    if (a->write_timeout_s > 0) o.write_timeout = std::chrono::seconds(a->write_timeout_s);
     if (!chat_template_path.empty() && !read_text(chat_template_path, o.chat_template)) {
       return fail("cannot read the chat template " + chat_template_path);
     }

@@ -2,7 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
+#include <cerrno>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -69,11 +69,79 @@ std::string dump(const Json& j) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-void set_timeout(int fd, int option, std::chrono::seconds t) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(t.count());
-  setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
-}
+// A connected socket whose every blocking read and write has a deadline. (asio's own blocking
+// calls wait in poll() without a timeout, whatever SO_RCVTIMEO / SO_SNDTIMEO say; this wraps the
+// socket in non-blocking mode and waits itself.) Satisfies Beast's SyncReadStream and
+// SyncWriteStream, so http::read / http::write / net::write use it directly. Past a deadline an
+// operation fails with net::error::timed_out.
+class TimedSocket {
+ public:
+  using executor_type = tcp::socket::executor_type;
+  TimedSocket(tcp::socket sock, std::chrono::milliseconds write_timeout)
+      : sock_(std::move(sock)), write_timeout_(write_timeout) {
+    beast::error_code ec;
+    sock_.non_blocking(true, ec);
+  }
+  executor_type get_executor() { return sock_.get_executor(); }
+  tcp::socket& raw() { return sock_; }
+  int fd() { return sock_.native_handle(); }
+  // Reads until this time point fail.
+  void read_deadline(Clock::time_point t) { read_deadline_ = t; }
+
+  template <class Buffers>
+  size_t read_some(const Buffers& b, beast::error_code& ec) {
+    for (;;) {
+      const size_t n = sock_.read_some(b, ec);
+      if (ec != net::error::would_block && ec != net::error::try_again) return n;
+      if (!wait(POLLIN, read_deadline_, ec)) return 0;
+    }
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& b, beast::error_code& ec) {
+    const auto deadline = Clock::now() + write_timeout_;
+    for (;;) {
+      const size_t n = sock_.write_some(b, ec);
+      if (ec != net::error::would_block && ec != net::error::try_again) return n;
+      if (!wait(POLLOUT, deadline, ec)) return 0;
+    }
+  }
+  template <class Buffers>
+  size_t read_some(const Buffers& b) {
+    beast::error_code ec;
+    const size_t n = read_some(b, ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& b) {
+    beast::error_code ec;
+    const size_t n = write_some(b, ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
+
+ private:
+  bool wait(short events, Clock::time_point deadline, beast::error_code& ec) {
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) {
+        ec = net::error::timed_out;
+        return false;
+      }
+      pollfd p{sock_.native_handle(), events, 0};
+      const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, 1 << 30)));
+      if (r > 0) return true;
+      if (r < 0 && errno != EINTR) {
+        ec = beast::error_code(errno, boost::system::system_category());
+        return false;
+      }
+    }
+  }
+  tcp::socket sock_;
+  std::chrono::milliseconds write_timeout_;
+  Clock::time_point read_deadline_ = Clock::time_point::max();
+};
 
 // True when the peer has closed its side (or the socket failed): polled while a request waits.
 bool peer_closed(int fd) {
@@ -195,10 +263,10 @@ struct Server::Impl {
   std::set<std::shared_ptr<std::atomic<bool>>> cancels;  // of the requests in flight
   std::set<int> fds;                                     // of the open connections
 
-  void serve_connection(tcp::socket sock);
+  void serve_connection(tcp::socket raw);
   // Handles one request; false when the connection must close.
-  bool handle(tcp::socket& sock, const http::request<http::string_body>& req);
-  bool handle_generation(tcp::socket& sock, const http::request<http::string_body>& req,
+  bool handle(TimedSocket& sock, const http::request<http::string_body>& req);
+  bool handle_generation(TimedSocket& sock, const http::request<http::string_body>& req,
                          Endpoint ep, const std::string& rid);
   void serve_websocket(tcp::socket sock, http::request<http::string_body> req);
   // Runs one generation request for `who`; streamed through `out` when it asks for a stream (`out`
@@ -257,7 +325,8 @@ struct Server::Impl {
   std::vector<Metrics::Gauge> gauges() const;
 
   // Writes a complete response; false on a write failure.
-  bool send(tcp::socket& sock, unsigned version, http::status status, const std::string& body,
+  template <class Stream>
+  bool send(Stream& sock, unsigned version, http::status status, const std::string& body,
             const std::string& rid, bool keep_alive, const Headers& headers = {},
             const char* content_type = "application/json") {
     http::response<http::string_body> res{status, version};
@@ -272,7 +341,8 @@ struct Server::Impl {
     http::write(sock, res, ec);
     return !ec;
   }
-  bool send_error(tcp::socket& sock, unsigned version, const ApiError& e, const std::string& rid,
+  template <class Stream>
+  bool send_error(Stream& sock, unsigned version, const ApiError& e, const std::string& rid,
                   bool keep_alive, const Headers& headers = {}) {
     return send(sock, version, static_cast<http::status>(e.status), error_body(e), rid, keep_alive,
                 headers);
@@ -647,7 +717,7 @@ namespace {
 
 // An SSE response on a connection's socket.
 struct SseOut : StreamOut {
-  tcp::socket& sock;
+  TimedSocket& sock;
   unsigned version;
   std::string rid;
   bool keep;
@@ -656,7 +726,7 @@ struct SseOut : StreamOut {
   http::response<http::empty_body> head;
   http::response_serializer<http::empty_body> serializer{head};
 
-  SseOut(tcp::socket& s, unsigned v, std::string r, bool k, bool resp)
+  SseOut(TimedSocket& s, unsigned v, std::string r, bool k, bool resp)
       : sock(s), version(v), rid(std::move(r)), keep(k), responses(resp) {}
 
   bool write(const std::string& data) {
@@ -713,25 +783,40 @@ struct SseOut : StreamOut {
     net::write(sock, http::make_chunk_last(), ec);
     return !ec;
   }
-  bool gone() override { return peer_closed(sock.native_handle()); }
+  bool gone() override { return peer_closed(sock.fd()); }
 };
 
 }  // namespace
 
-void Server::Impl::serve_connection(tcp::socket sock) {
+void Server::Impl::serve_connection(tcp::socket raw) {
   // Responses and stream events go out as soon as they are written (no Nagle delay waiting for
   // the client's delayed ACK).
   beast::error_code nodelay_ec;
-  sock.set_option(tcp::no_delay(true), nodelay_ec);
-  set_timeout(sock.native_handle(), SO_RCVTIMEO, options.read_timeout);
-  set_timeout(sock.native_handle(), SO_SNDTIMEO, options.write_timeout);
+  raw.set_option(tcp::no_delay(true), nodelay_ec);
+  // A bounded send buffer (the kernel doubles it): a client that stops reading holds at most this
+  // much of the server's memory, and its stream stalls into the write deadline instead of
+  // filling a multi-megabyte autotuned buffer.
+  raw.set_option(net::socket_base::send_buffer_size(256 << 10), nodelay_ec);
+  TimedSocket sock(std::move(raw), options.write_timeout);
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
     parser.body_limit(options.max_body_bytes);
+    // One deadline for the whole request (headers and body; an idle keep-alive connection's
+    // wait for the next one too): a client trickling bytes cannot hold the connection past it.
+    sock.read_deadline(Clock::now() + options.read_timeout);
     beast::error_code ec;
     http::read(sock, buffer, parser, ec);
+    if (ec == net::error::timed_out) {
+      if (parser.got_some() || buffer.size() > 0) {
+        send_error(sock, 11,
+                   {408, "the request did not arrive within " +
+                             std::to_string(options.read_timeout.count()) + " s"},
+                   random_hex(16), false);
+      }
+      break;
+    }
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
       ApiError e;
       e.status = ec == http::error::body_limit ? 413 : 431;
@@ -743,8 +828,8 @@ void Server::Impl::serve_connection(tcp::socket sock) {
       // The client may still be sending the body: read and drop it for a moment, so that it sees
       // the answer instead of a reset connection.
       beast::error_code ignored;
-      sock.shutdown(tcp::socket::shutdown_send, ignored);
-      set_timeout(sock.native_handle(), SO_RCVTIMEO, std::chrono::seconds(1));
+      sock.raw().shutdown(tcp::socket::shutdown_send, ignored);
+      sock.read_deadline(Clock::now() + std::chrono::seconds(1));
       std::vector<char> sink(64 << 10);
       for (size_t drained = 0; drained < (64u << 20);) {
         const size_t n = sock.read_some(net::buffer(sink), ignored);
@@ -767,7 +852,9 @@ void Server::Impl::serve_connection(tcp::socket sock) {
     if (websocket::is_upgrade(req)) {
       const std::string target(req.target());
       if (target.substr(0, target.find('?')) == "/v1/responses") {
-        serve_websocket(std::move(sock), parser.release());
+        beast::error_code blocking_ec;
+        sock.raw().non_blocking(false, blocking_ec);
+        serve_websocket(std::move(sock.raw()), parser.release());
         return;
       }
       send_error(sock, req.version(), {404, "no WebSocket endpoint at " + target}, random_hex(16),
@@ -777,7 +864,7 @@ void Server::Impl::serve_connection(tcp::socket sock) {
     if (!handle(sock, req) || stopping) break;
   }
   beast::error_code ignored;
-  sock.shutdown(tcp::socket::shutdown_both, ignored);
+  sock.raw().shutdown(tcp::socket::shutdown_both, ignored);
 }
 
 std::vector<Metrics::Gauge> Server::Impl::gauges() const {
@@ -806,7 +893,7 @@ std::vector<Metrics::Gauge> Server::Impl::gauges() const {
   return g;
 }
 
-bool Server::Impl::handle(tcp::socket& sock, const http::request<http::string_body>& req) {
+bool Server::Impl::handle(TimedSocket& sock, const http::request<http::string_body>& req) {
   const std::string rid = random_hex(16);
   const auto t0 = Clock::now();
   const std::string target(req.target());
@@ -918,7 +1005,7 @@ bool Server::Impl::handle(tcp::socket& sock, const http::request<http::string_bo
   return ok && keep;
 }
 
-bool Server::Impl::handle_generation(tcp::socket& sock, const http::request<http::string_body>& req,
+bool Server::Impl::handle_generation(TimedSocket& sock, const http::request<http::string_body>& req,
                                      Endpoint ep, const std::string& rid) {
   const bool keep = req.keep_alive() && !stopping;
   auto who = authenticate(presented_key(req));
@@ -1076,9 +1163,6 @@ void Server::Impl::serve_websocket(tcp::socket sock, http::request<http::string_
       pos = comma + 1;
     }
   }
-  // Blocking socket options belong to the HTTP path; the WebSocket runs asynchronously.
-  set_timeout(sock.native_handle(), SO_RCVTIMEO, std::chrono::seconds(0));
-  set_timeout(sock.native_handle(), SO_SNDTIMEO, std::chrono::seconds(0));
   const bool v6 = sock.local_endpoint().address().is_v6();
   auto conn = std::make_shared<WsConn>();
   {
@@ -1318,8 +1402,8 @@ void Server::run() {
     std::unique_lock<std::mutex> lock(s.mu);
     if (s.connections >= s.options.max_connections) {
       lock.unlock();
-      set_timeout(sock.native_handle(), SO_SNDTIMEO, std::chrono::seconds(1));
-      s.send(sock, 11, http::status::service_unavailable,
+      TimedSocket timed(std::move(sock), std::chrono::milliseconds(1000));
+      s.send(timed, 11, http::status::service_unavailable,
              error_body({503, "too many connections", "server_error"}), random_hex(16), false,
              {{"Retry-After", "1"}});
       continue;

@@ -38,8 +38,9 @@ function newKey(tenant) {
 }
 
 function startServer(extra = []) {
+  const ctx = extra.includes("-c") ? [] : ["-c", "512"];
   const proc = spawn(realm, ["serve", "--model", `stories=${model}`, "--port", "0", "-t", "2",
-                             "-c", "512", "--db", db, ...extra],
+                             ...ctx, "--db", db, ...extra],
                      {stdio: ["ignore", "ignore", "pipe"]});
   let log = "";
   const ready = new Promise((resolve, reject) => {
@@ -609,6 +610,62 @@ test("WebSocket mode: bad frames get error events and the socket stays open; can
     const {ws: bad} = await open({headers});
     const code = await new Promise((resolve) => bad.on("close", (c) => resolve(c)));
     assert.equal(code, 1008);
+  }
+});
+
+test("deadlines: a trickled request gets 408, an idle connection is closed, a stalled reader is cancelled", async () => {
+  const net = await import("node:net");
+  const s = startServer(["--read-timeout-s", "2", "--write-timeout-s", "1", "-c", "2048"]);
+  const p = await s.ready;
+  try {
+    const t0 = Date.now();
+    const answer = await new Promise((resolve) => {
+      const sock = net.connect(p, "127.0.0.1");
+      let got = "";
+      const text = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{";
+      let i = 0;
+      const timer = setInterval(() => { if (i < text.length) sock.write(text[i++]); }, 100);
+      sock.on("data", (d) => { got += d; });
+      sock.on("close", () => { clearInterval(timer); resolve(got); });
+      sock.on("error", () => {});
+    });
+    const took = Date.now() - t0;
+    assert.match(answer, /^HTTP\/1\.1 408/);
+    assert.ok(took >= 1900 && took < 4000, `closed after ${took} ms`);
+    // An idle keep-alive connection is closed at the deadline too.
+    const closed = await new Promise((resolve) => {
+      const sock = net.connect(p, "127.0.0.1");
+      const t1 = Date.now();
+      sock.on("close", () => resolve(Date.now() - t1));
+      sock.on("error", () => {});
+    });
+    assert.ok(closed >= 1900 && closed < 4000, `idle closed after ${closed} ms`);
+    // A client that never reads its stream: past the write deadline the request is cancelled
+    // (499) and its session freed; the server goes on serving.
+    const body = JSON.stringify({model: "stories", messages: [{role: "user", content: "Hi"}],
+                                 max_tokens: 2000, temperature: 0, stream: true, logprobs: true,
+                                 top_logprobs: 20});  // about 3 MB of events
+    const sock = net.connect(p, "127.0.0.1");
+    sock.on("error", () => {});
+    sock.pause();
+    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
+               `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    const metric = async (series) => {
+      const m = await (await fetch(`http://127.0.0.1:${p}/metrics`)).text();
+      const line = m.split("\n").find((l) => l.startsWith(series + " "));
+      return line ? Number(line.slice(series.length + 1)) : 0;
+    };
+    const gone = 'realm:requests_total{model="stories",tenant="main",status="499"}';
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline && (await metric(gone)) < 1) await sleep(100);
+    assert.equal(await metric(gone), 1);
+    assert.equal(await metric('realm:active_sessions{model="stories"}'), 0);
+    sock.destroy();
+    const c = new OpenAI({baseURL: `http://127.0.0.1:${p}/v1`, apiKey: key, maxRetries: 0});
+    assert.equal((await c.completions.create({model: "stories", prompt: "x", max_tokens: 2}))
+                     .usage.completion_tokens, 2);
+  } finally {
+    s.proc.kill("SIGKILL");
   }
 });
 
