@@ -366,7 +366,7 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
   row.request_id = rid;
   row.tenant = tenant;
   row.key_id = who.key.id;
-  row.model = g.model;
+  row.model = g.model.substr(0, 256);  // a client's unknown model name, bounded
   row.endpoint = ep == Endpoint::CHAT        ? "chat.completions"
                  : ep == Endpoint::RESPONSES ? "responses"
                                              : "completions";
@@ -1046,9 +1046,10 @@ struct WsConn : std::enable_shared_from_this<WsConn> {
   struct Lane {
     std::deque<Json> pending;
     bool running = false;
+    std::thread thread;
   };
+  static constexpr size_t kMaxLanes = 64, kMaxPending = 64;
   std::map<std::string, Lane> lanes;
-  std::vector<std::thread> threads;
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> running;  // response id -> cancel
   std::map<std::string, Json> local;  // store: false responses of this connection
   std::condition_variable lanes_cv;
@@ -1215,13 +1216,34 @@ void Server::Impl::serve_websocket(tcp::socket sock, http::request<http::string_
     }
     const std::string lane = stream_id.is_null() ? "" : dump(stream_id);
     std::lock_guard<std::mutex> lock(c->mu);
+    if (!c->lanes.count(lane) && c->lanes.size() >= WsConn::kMaxLanes) {
+      for (auto it = c->lanes.begin(); it != c->lanes.end();) {  // reclaim idle lanes
+        if (it->second.running) {
+          ++it;
+          continue;
+        }
+        if (it->second.thread.joinable()) it->second.thread.join();
+        it = c->lanes.erase(it);
+      }
+      if (c->lanes.size() >= WsConn::kMaxLanes) {
+        return bad_frame("at most " + std::to_string(WsConn::kMaxLanes) +
+                             " stream_id lanes run at once on one connection",
+                         stream_id);
+      }
+    }
     WsConn::Lane& l = c->lanes[lane];
+    if (l.pending.size() >= WsConn::kMaxPending) {
+      return bad_frame(
+          "at most " + std::to_string(WsConn::kMaxPending) + " requests wait in one stream_id lane",
+          stream_id);
+    }
     l.pending.push_back(f);
     if (l.running) return;
+    if (l.thread.joinable()) l.thread.join();  // its last request has ended
     l.running = true;
     ++c->active_lanes;
     // The lane's thread runs its requests in order.
-    c->threads.emplace_back([this, c, who, lane, stream_id] {
+    l.thread = std::thread([this, c, who, lane, stream_id] {
       for (;;) {
         Json frame;
         {
@@ -1311,7 +1333,9 @@ void Server::Impl::serve_websocket(tcp::socket sock, http::request<http::string_
     for (auto& [id, flag] : conn->running) sandbox->cancel(flag);
     conn->lanes_cv.wait(lock, [&] { return conn->active_lanes == 0; });
   }
-  for (auto& t : conn->threads) t.join();
+  for (auto& [id, lane] : conn->lanes) {
+    if (lane.thread.joinable()) lane.thread.join();
+  }
   beast::error_code ignored;
   conn->ws.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
 }
