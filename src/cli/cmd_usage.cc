@@ -25,7 +25,8 @@ void add_usage_command(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("usage", "Requests and tokens per tenant and model");
   auto* o_since = cmd->add_option(
-      "--since", a->since, "From this time: YYYY-MM-DD (UTC), YYYY-MM-DDTHH:MM:SSZ, Unix seconds, or 30m/24h/7d");
+      "--since", a->since,
+      "From this time: YYYY-MM-DD (UTC), YYYY-MM-DDTHH:MM:SSZ, Unix seconds, or 30m/24h/7d");
   cmd->add_option("--tenant", a->tenant, "Only this tenant");
   cmd->add_flag("--json", a->json, "Print one JSON object");
   add_store_options(cmd, a->store);
@@ -46,8 +47,7 @@ void add_usage_command(CLI::App& app, int& exit_code) {
       print_json(j);
     } else {
       // The table shows the JSON's numbers, so that the two never disagree.
-      std::cout << "usage "
-                << (since_ms ? "since " + j["since"].get<std::string>() : "of all time")
+      std::cout << "usage " << (since_ms ? "since " + j["since"].get<std::string>() : "of all time")
                 << (a->tenant.empty() ? "" : ", tenant " + a->tenant) << "\n";
       auto line = [](const std::string& tenant, const std::string& model,
                      const nlohmann::ordered_json& u) {

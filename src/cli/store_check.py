@@ -152,6 +152,19 @@ with tempfile.TemporaryDirectory() as tmp:
     check(f["total"]["requests"] == 6, f"full time: {f['total']}")
     m = json.loads(ok("usage", "--since", "30m", "--json").stdout)
     check(m["total"]["requests"] == 4, f"30m: {m['total']}")
+    # The object is the admin API's (GET /admin/usage): these fields, in this order.
+    check(list(m) == ["since", "since_ms", "tenant", "rows", "total"], f"usage fields: {list(m)}")
+    check(m["tenant"] is None and isinstance(m["since_ms"], int), f"usage: {m}")
+    check(e["since_ms"] == 0 and e["tenant"] is None, f"empty usage: {e}")
+    check(t1["tenant"] == "acme", f"--tenant acme: {t1['tenant']}")
+    check(d["since_ms"] == calendar.timegm((2021, 1, 1, 0, 0, 0)) * 1000, f"since_ms: {d}")
+    u = json.loads(ok("usage", "--since", str(calendar.timegm((2021, 1, 1, 0, 0, 0))),
+                      "--json").stdout)  # Unix seconds
+    check(u["total"]["requests"] == 5 and u["since"] == "2021-01-01T00:00:00Z", f"unix: {u}")
+    check(json.loads(ok("usage", "--since", "2w", "--json").stdout)["total"]["requests"] == 5,
+          "--since 2w")
+    check(json.loads(ok("usage", "--since", "90s", "--json").stdout)["total"]["requests"] == 4,
+          "--since 90s")
     text = ok("usage", "--since", "7d").stdout
     lines = text.splitlines()
     check(any(l.split()[:3] == ["acme", "llama", "2"] for l in lines if l.strip()), f"{text!r}")
@@ -190,9 +203,16 @@ with tempfile.TemporaryDirectory() as tmp:
     fails(("keys", "list", "--tenant", "nobody"), 1, "no tenant 'nobody'")
     fails(("keys", "revoke", "key_000000000000"), 1, "no key 'key_000000000000'")
     for since in ("yesterday", "2024-13-01", "2024-02-30", "2024-01-01T25:00:00Z", "7x", "h",
-                  "2024-01-01 00:00:00"):
+                  "2024-01-01 00:00:00", "", "-5", "1234567890123"):
         fails(("usage", "--since", since), 2, "--since")
     fails(("tenants",), 2, "")  # a subcommand is required
+
+    # A missing secret while keys are active is refused (no new secret that fails every key).
+    os.rename(db + ".secret", db + ".secret.saved")
+    fails(("keys", "list"), 1, "is missing but")
+    check(not os.path.exists(db + ".secret"), "a missing secret was made anew")
+    os.rename(db + ".secret.saved", db + ".secret")
+    ok("keys", "list")
 
     # A garbage database and an unusable folder are errors, not crashes.
     garbage = os.path.join(tmp, "garbage.db")

@@ -279,7 +279,7 @@ AdminReply admin_request(Store& store, const std::string& method, const std::str
       auto list = store.list_tenants();
       if (!list) return error_reply(list.error());
       Json data = Json::array();
-      for (const auto& t : *list) data.push_back(tenant_json(t));
+      for (const auto& t : *list) data.push_back(Json(tenant_json(t)));
       return {200, {{"object", "list"}, {"data", data}}, false};
     }
     if (method == "POST") {
@@ -322,7 +322,7 @@ AdminReply admin_request(Store& store, const std::string& method, const std::str
       auto list = store.list_keys(query_value(query, "tenant"));
       if (!list) return error_reply(list.error());
       Json data = Json::array();
-      for (const auto& k : *list) data.push_back(key_json(k));
+      for (const auto& k : *list) data.push_back(Json(key_json(k)));
       return {200, {{"object", "list"}, {"data", data}}, false};
     }
     if (method == "POST") {

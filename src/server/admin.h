@@ -32,8 +32,8 @@ Status apply_tenant_json(const nlohmann::json& j, TenantConfig& t);
 // while active. Never the key or its hash.
 nlohmann::ordered_json key_json(const KeyInfo& k);
 // {since, since_ms, tenant, rows: [{tenant, model, requests, errors, prompt_tokens,
-// completion_tokens, cached_tokens}], total: {requests, ...}}. since: "YYYY-MM-DDTHH:MM:SSZ", or null
-// when `since_ms` is nullopt (every row; since_ms is then 0); tenant: the filter, null for "".
+// completion_tokens, cached_tokens}], total: {requests, ...}}. since: "YYYY-MM-DDTHH:MM:SSZ", or
+// null when `since_ms` is nullopt (every row; since_ms is then 0); tenant: the filter, null for "".
 nlohmann::ordered_json usage_json(const std::vector<UsageSummary>& rows, const std::string& tenant,
                                   std::optional<int64_t> since_ms);
 

@@ -1,5 +1,6 @@
 // The store against real SQLite files: tenants, keys, usage, the secret file, migrations, two
-// connections at once, and broken files giving errors instead of crashes.
+// connections at once, and broken files giving errors instead of crashes; and the admin API's JSON
+// forms and --since parser (server/admin.h), which the CLI shares.
 #include "server/store.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "server/admin.h"
 
 namespace realm::server {
 namespace {
@@ -367,11 +370,67 @@ TEST_F(StoreTest, SecretFileIsPrivateAndReused) {
 
   // Another secret: the same key no longer authenticates.
   const std::string other = dir_ + "/other.secret";
+  std::ofstream(other) << std::string(64, 'f') << "\n";
   auto with_other = open_store("", other);
   ASSERT_TRUE(with_other);
   who = with_other->authenticate(key);
   ASSERT_TRUE(who.ok());
   EXPECT_FALSE(who->has_value());
+}
+
+TEST_F(StoreTest, MissingSecretWithActiveKeysIsRefused) {
+  std::string key;
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->create_tenant(tenant("acme")).ok());
+    auto k = store->create_key("acme", "ci");
+    ASSERT_TRUE(k.ok());
+    key = k->second;
+    ASSERT_TRUE(store->create_key("", "ops", /*admin=*/true).ok());
+  }
+  const std::string secret = db_ + ".secret";
+  const std::string saved = read_bytes(secret);
+  ASSERT_TRUE(fs::remove(secret));
+
+  // No new secret that would make both keys fail: an error naming both files and the way out.
+  auto s = Store::open(db_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::FAILED_PRECONDITION);
+  const std::string& msg = s.error().message;
+  EXPECT_NE(msg.find("the key secret " + secret + " is missing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(db_ + " holds 2 active keys"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("restore the secret file"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("revoke the keys"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(secret));
+  // The same for a --secret-file path that does not exist.
+  s = Store::open(db_, dir_ + "/elsewhere.secret");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("elsewhere.secret is missing"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir_ + "/elsewhere.secret"));
+
+  // Restored, the keys work again.
+  std::ofstream(secret) << saved;
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store);
+    auto who = store->authenticate(key);
+    ASSERT_TRUE(who.ok());
+    EXPECT_TRUE(who->has_value());
+  }
+
+  // With every key revoked a missing secret is made anew, as for a new database.
+  ASSERT_TRUE(fs::remove(secret));
+  exec_sql("UPDATE keys SET revoked_at = strftime('%s') WHERE revoked_at = 0");
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(fs::exists(secret));
+  EXPECT_NE(read_bytes(secret), saved);
+  auto k = store->create_key("acme", "new");
+  ASSERT_TRUE(k.ok());
+  auto who = store->authenticate(k->second);
+  ASSERT_TRUE(who.ok());
+  EXPECT_TRUE(who->has_value());
 }
 
 TEST_F(StoreTest, BadSecretFilesAreErrors) {
@@ -515,6 +574,108 @@ TEST_F(StoreTest, UsageSummaryAndTokensSince) {
   tokens = store->tokens_since("nobody", 0);
   ASSERT_TRUE(tokens.ok());
   EXPECT_EQ(*tokens, 0);
+}
+
+// The admin API's conversions, which `realm usage|tenants|keys --json` print too.
+TEST_F(StoreTest, AdminParseSince) {
+  const int64_t now = 1'700'000'000'000;  // 2023-11-14T22:13:20Z
+  auto ms = [&](const std::string& s) {
+    auto r = parse_since(s, now);
+    EXPECT_TRUE(r.ok()) << s << ": " << (r.ok() ? "" : r.error().message);
+    return r.ok() ? *r : -1;
+  };
+  EXPECT_EQ(ms("2021-01-01"), 1'609'459'200'000);
+  EXPECT_EQ(ms("2019-12-31T23:59:59Z"), 1'577'836'799'000);
+  EXPECT_EQ(ms("1609459200"), 1'609'459'200'000);  // Unix seconds
+  EXPECT_EQ(ms("0"), 0);
+  EXPECT_EQ(ms("90s"), now - 90'000);
+  EXPECT_EQ(ms("30m"), now - 30 * 60'000);
+  EXPECT_EQ(ms("24h"), now - 24 * 3'600'000);
+  EXPECT_EQ(ms("7d"), now - 7 * 86'400'000);
+  EXPECT_EQ(ms("2w"), now - 14 * int64_t{86'400'000});
+  EXPECT_EQ(ms("100000w"), 0);  // before 1970: every row
+  for (const char* bad :
+       {"", "yesterday", "2024-13-01", "2024-02-30", "2024-01-01T25:00:00Z", "7x", "h", "-1",
+        "2024-01-01 00:00:00", "1969-12-31", "+1d", "1234567890123", "99999999999999999999d"}) {
+    auto r = parse_since(bad, now);
+    ASSERT_FALSE(r.ok()) << "'" << bad << "'";
+    EXPECT_NE(r.error().message.find("YYYY-MM-DD"), std::string::npos) << r.error().message;
+  }
+  // Without `now`: relative to the clock.
+  auto r = parse_since("1h");
+  ASSERT_TRUE(r.ok());
+  EXPECT_GT(*r, now);
+}
+
+TEST_F(StoreTest, AdminUsageJsonIsTheCliShape) {
+  UsageSummary a{"acme", "llama", 2, 1, 30, 12, 2}, b{"beta", "qwen", 1, 0, 3, 1, 0};
+  const nlohmann::ordered_json all = usage_json({}, "", std::nullopt);
+  EXPECT_EQ(all.dump(), R"({"since":null,"since_ms":0,"tenant":null,"rows":[],"total":)"
+                        R"({"requests":0,"errors":0,"prompt_tokens":0,"completion_tokens":0,)"
+                        R"("cached_tokens":0}})");
+  const nlohmann::ordered_json j = usage_json({a, b}, "acme", int64_t{1'609'459'200'000});
+  EXPECT_EQ(j["since"], "2021-01-01T00:00:00Z");
+  EXPECT_EQ(j["since_ms"], 1'609'459'200'000);
+  EXPECT_EQ(j["tenant"], "acme");
+  ASSERT_EQ(j["rows"].size(), 2u);
+  EXPECT_EQ(j["rows"][0].dump(),
+            R"({"tenant":"acme","model":"llama","requests":2,"errors":1,"prompt_tokens":30,)"
+            R"("completion_tokens":12,"cached_tokens":2})");
+  EXPECT_EQ(j["total"].dump(), R"({"requests":3,"errors":1,"prompt_tokens":33,)"
+                               R"("completion_tokens":13,"cached_tokens":2})");
+  // A --since before 1970 is still a given since.
+  EXPECT_EQ(usage_json({}, "", int64_t{0})["since"], "1970-01-01T00:00:00Z");
+}
+
+TEST_F(StoreTest, AdminUsageRouteReturnsTheCliShape) {
+  auto store = open_store();
+  ASSERT_TRUE(store);
+  UsageRow u;
+  u.ts_ms = 1'609'459'200'000 + 5000;
+  u.tenant = "acme";
+  u.model = "llama";
+  u.prompt_tokens = 4;
+  ASSERT_TRUE(store->append_usage({&u, 1}).ok());
+  AdminReply r = admin_request(*store, "GET", "/admin/usage", "", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.body["since"].is_null());
+  EXPECT_EQ(r.body["since_ms"], 0);
+  EXPECT_TRUE(r.body["tenant"].is_null());
+  EXPECT_EQ(r.body["total"]["prompt_tokens"], 4);
+  r = admin_request(*store, "GET", "/admin/usage", "tenant=acme&since=2021-01-01", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body["since"], "2021-01-01T00:00:00Z");
+  EXPECT_EQ(r.body["tenant"], "acme");
+  ASSERT_EQ(r.body["rows"].size(), 1u);
+  r = admin_request(*store, "GET", "/admin/usage", "since=1609459206", "");  // Unix seconds
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.body["rows"].empty());
+  r = admin_request(*store, "GET", "/admin/usage", "since=1w", "");
+  EXPECT_EQ(r.status, 200);
+  r = admin_request(*store, "GET", "/admin/usage", "since=yesterday", "");
+  EXPECT_EQ(r.status, 400);
+
+  // Keys and tenants: the CLI's fields, null tenant / revoked_at when unset.
+  ASSERT_TRUE(store->create_tenant(tenant("acme")).ok());
+  ASSERT_TRUE(store->create_key("", "ops", /*admin=*/true).ok());
+  r = admin_request(*store, "GET", "/admin/keys", "", "");
+  ASSERT_EQ(r.body["data"].size(), 1u);
+  EXPECT_EQ(key_json((*store->list_keys())[0]).dump(),
+            nlohmann::ordered_json({{"id", r.body["data"][0]["id"]},
+                                    {"tenant", nullptr},
+                                    {"name", "ops"},
+                                    {"admin", true},
+                                    {"created_at", r.body["data"][0]["created_at"]},
+                                    {"revoked_at", nullptr}})
+                .dump());
+  auto t = store->get_tenant("acme");
+  ASSERT_TRUE(t.ok() && t->has_value());
+  std::vector<std::string> fields;
+  const nlohmann::ordered_json tj = tenant_json(**t);
+  for (const auto& [k, v] : tj.items()) fields.push_back(k);
+  EXPECT_EQ(fields, (std::vector<std::string>{"id", "models", "guest", "rpm", "tpm", "concurrency",
+                                              "daily_tokens", "memory_mb", "weight", "created_at",
+                                              "updated_at"}));
 }
 
 TEST_F(StoreTest, TwoStoresWriteAtOnce) {
