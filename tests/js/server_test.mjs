@@ -361,6 +361,42 @@ test("rate limits: 429 with Retry-After and rate-limit headers; reservations can
   assert.equal(res.headers.get("x-should-retry"), "false");
 });
 
+test("the SDK honours Retry-After on 429 and gets through", async () => {
+  cli("tenants", "create", "rpm60", "--rpm", "60");
+  const k = newKey("rpm60");
+  await sleep(600);
+  const small = {model: "stories", prompt: "x", max_tokens: 1};
+  const c0 = clientFor(k);
+  let limited = null;
+  for (let i = 0; i < 80 && !limited; ++i) {
+    await c0.completions.create(small).catch((e) => { limited = e; });
+  }
+  assert.ok(limited && limited.status === 429, String(limited));
+  // One request's worth comes back each second: retry-after says so, and the SDK waits for it.
+  assert.ok(Number(limited.headers.get("retry-after-ms")) <= 1000);
+  const t0 = Date.now();
+  const r = await clientFor(k, {maxRetries: 2}).completions.create(small);
+  assert.equal(r.usage.completion_tokens, 1);
+  assert.ok(Date.now() - t0 < 5000);
+});
+
+test("--chat-template: chat prompts use the given template", async () => {
+  const file = path.join(home, "plain.jinja");
+  fs.writeFileSync(file, "{% for m in messages %}{{ m.content }}\n{% endfor %}");
+  const s = startServer(["--chat-template", file]);
+  const p = await s.ready;
+  try {
+    const c = new OpenAI({baseURL: `http://127.0.0.1:${p}/v1`, apiKey: key, maxRetries: 0});
+    const r = await c.chat.completions.create({model: "stories", max_tokens: 16, temperature: 0,
+                                               messages: [{role: "user", content: "Once upon a time"}]});
+    const want = realmRun("Once upon a time\n", 16);
+    assert.equal(r.choices[0].message.content, want.text);
+    assert.equal(r.usage.prompt_tokens, want.prompt_ids.length);
+  } finally {
+    s.proc.kill("SIGKILL");
+  }
+});
+
 test("daily quota: the last request is cut by length, then 429 with x-should-retry: false", async () => {
   cli("tenants", "create", "daily", "--daily-tokens", "30");
   const k = newKey("daily");
