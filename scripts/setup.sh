@@ -14,6 +14,7 @@ packages=(
   libssl-dev
   libboost1.81-dev
   libsqlite3-dev sqlite3
+  libcurl4-openssl-dev libxxhash-dev
   libuv1 libc-ares2 libnghttp2-14 libbrotli1 libicu72 libssl3 zlib1g
 )
 
