@@ -47,6 +47,8 @@ class GgufFile {
   // Parses bytes the caller keeps alive for the lifetime of the result.
   static Expected<GgufFile> parse(std::span<const uint8_t> bytes);
 
+  // The path given to open() ("" for parse()).
+  const std::string& path() const { return file_.path(); }
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -12,6 +13,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include "gguf/split.h"
+#include "model/pack_cache.h"
 #include "tensor/kernels/kernels.h"
 #include "tensor/type_table.h"
 #include "util/thread_pool.h"
@@ -43,10 +46,10 @@ int Workspace::n_threads() const {
 
 namespace {
 
-// Checks that tensor `name` exists with dims {n_cols, n_rows} and a type the kernels support.
-Expected<Weight> bind_matrix(const gguf::GgufFile& f, const std::string& name, int64_t n_cols,
+// Checks that tensor `name` (t, null when absent) has dims {n_cols, n_rows} and a type the
+// kernels support.
+Expected<Weight> bind_matrix(const gguf::TensorInfo* t, const std::string& name, int64_t n_cols,
                              int64_t n_rows) {
-  const gguf::TensorInfo* t = f.find_tensor(name);
   if (!t) return make_error("missing tensor '", name, "'");
   int64_t rows = t->dims.size() > 1 ? static_cast<int64_t>(t->dims[1]) : 1;
   for (size_t i = 2; i < t->dims.size(); ++i) rows *= static_cast<int64_t>(t->dims[i]);
@@ -70,9 +73,9 @@ Expected<Weight> bind_matrix(const gguf::GgufFile& f, const std::string& name, i
   return w;
 }
 
-Expected<std::vector<float>> load_vector(const gguf::GgufFile& f, const std::string& name,
+Expected<std::vector<float>> load_vector(const gguf::TensorInfo* t, const std::string& name,
                                          int64_t n) {
-  auto w = bind_matrix(f, name, n, 1);
+  auto w = bind_matrix(t, name, n, 1);
   if (!w) return w.take_error();
   std::vector<float> out(static_cast<size_t>(n));
   REALM_TRY(tensor::dequantize(w->type, {w->data, w->row_bytes}, out));
@@ -81,13 +84,31 @@ Expected<std::vector<float>> load_vector(const gguf::GgufFile& f, const std::str
 
 }  // namespace
 
+Model::~Model() {
+  detail::PackedMap m{pack_map_, pack_map_bytes_, {}};
+  detail::unmap(m);
+}
+
+const gguf::TensorInfo* Model::find_tensor(std::string_view name) const {
+  for (const gguf::GgufFile& f : files_) {
+    if (const gguf::TensorInfo* t = f.find_tensor(name)) return t;
+  }
+  return nullptr;
+}
+
+uint64_t Model::file_bytes() const {
+  uint64_t n = 0;
+  for (const gguf::GgufFile& f : files_) n += f.file_size();
+  return n;
+}
+
 Status Model::bind() {
   const Hparams& hp = hp_;
   // Every tensor the file holds must be one this loader uses: a tensor it does not know (an
   // output bias, a fused QKV matrix, experts...) would otherwise be silently left out of the
   // forward pass. llama.cpp refuses such files too ("wrong number of tensors").
   std::unordered_set<std::string> used;
-  auto has = [&](const std::string& name) { return file_.find_tensor(name) != nullptr; };
+  auto has = [&](const std::string& name) { return find_tensor(name) != nullptr; };
 #define REALM_BIND(dst, name, expr)  \
   do {                               \
     auto r_ = (expr);                \
@@ -95,13 +116,14 @@ Status Model::bind() {
     dst = std::move(*r_);            \
     used.insert(name);               \
   } while (0)
-  REALM_BIND(tok_embd_, "token_embd.weight",
-             bind_matrix(file_, "token_embd.weight", hp.n_embd, hp.n_vocab));
+  REALM_BIND(
+      tok_embd_, "token_embd.weight",
+      bind_matrix(find_tensor("token_embd.weight"), "token_embd.weight", hp.n_embd, hp.n_vocab));
   REALM_BIND(output_norm_, "output_norm.weight",
-             load_vector(file_, "output_norm.weight", hp.n_embd));
+             load_vector(find_tensor("output_norm.weight"), "output_norm.weight", hp.n_embd));
   if (has("output.weight")) {
     REALM_BIND(output_, "output.weight",
-               bind_matrix(file_, "output.weight", hp.n_embd, hp.n_vocab));
+               bind_matrix(find_tensor("output.weight"), "output.weight", hp.n_embd, hp.n_vocab));
   } else {
     output_ = tok_embd_;  // tied embeddings
     if (!tensor::activation_type(output_.type)) {
@@ -111,18 +133,18 @@ Status Model::bind() {
   }
   if (has("rope_freqs.weight")) {
     REALM_BIND(rope_freqs_, "rope_freqs.weight",
-               load_vector(file_, "rope_freqs.weight", hp.n_rot / 2));
+               load_vector(find_tensor("rope_freqs.weight"), "rope_freqs.weight", hp.n_rot / 2));
   }
   layers_.resize(static_cast<size_t>(hp.n_layer));
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     Layer& l = layers_[static_cast<size_t>(il)];
     const std::string p = "blk." + std::to_string(il) + ".";
     auto vec = [&](std::vector<float>& dst, const std::string& name, int64_t n) -> Status {
-      REALM_BIND(dst, name, load_vector(file_, name, n));
+      REALM_BIND(dst, name, load_vector(find_tensor(name), name, n));
       return {};
     };
     auto mat = [&](Weight& dst, const std::string& name, int64_t n_cols, int64_t n_rows) -> Status {
-      REALM_BIND(dst, name, bind_matrix(file_, name, n_cols, n_rows));
+      REALM_BIND(dst, name, bind_matrix(find_tensor(name), name, n_cols, n_rows));
       return {};
     };
     REALM_TRY(vec(l.attn_norm, p + "attn_norm.weight", hp.n_embd));
@@ -141,10 +163,12 @@ Status Model::bind() {
     if (has(p + "attn_v.bias")) REALM_TRY(vec(l.bv, p + "attn_v.bias", hp.n_embd_kv()));
   }
 #undef REALM_BIND
-  for (const gguf::TensorInfo& t : file_.tensors()) {
-    if (!used.contains(t.name)) {
-      return make_error("tensor '", t.name, "' is not supported for architecture '", hp.arch,
-                        "' (it would be ignored)");
+  for (const gguf::GgufFile& f : files_) {
+    for (const gguf::TensorInfo& t : f.tensors()) {
+      if (!used.contains(t.name)) {
+        return make_error("tensor '", t.name, "' is not supported for architecture '", hp.arch,
+                          "' (it would be ignored)");
+      }
     }
   }
   return {};
@@ -154,92 +178,120 @@ void Model::FreeDeleter::operator()(uint8_t* p) const {
   std::free(p);
 }
 
-Status Model::pack_weights() {
+Status Model::pack_weights(const LoadOptions& options, LoadReport& report) {
   auto kernels = tensor::active_kernels();
   if (!kernels) return kernels.take_error();
   const tensor::KernelTable& kt = **kernels;
   // REALM_NO_PACK=1 keeps every weight as stored: for measuring what packing gains.
   if (const char* v = std::getenv("REALM_NO_PACK"); v != nullptr && *v != '\0' && *v != '0') {
+    report.pack_cache = "none";
     return {};
   }
   std::vector<Weight*> todo;
-  auto consider = [&](Weight& w) {
+  std::vector<detail::PackTensor> tensors;
+  auto consider = [&](Weight& w, std::string name) {
     if (!w.packed && kt.matmul_packed[static_cast<int>(w.type)] != nullptr &&
         w.n_rows % tensor::kPackRows == 0) {
       todo.push_back(&w);
+      tensors.push_back({std::move(name), w.type, w.data, w.n_rows, w.n_cols,
+                         w.row_bytes * static_cast<size_t>(w.n_rows)});
     }
   };
   // The output matrix is packed only when it is not the token embedding table, whose rows are
   // also read one by one.
-  if (output_.data != tok_embd_.data) consider(output_);
-  for (Layer& l : layers_) {
-    for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*w);
+  if (output_.data != tok_embd_.data) consider(output_, "output.weight");
+  for (size_t il = 0; il < layers_.size(); ++il) {
+    Layer& l = layers_[il];
+    const std::string p = "blk." + std::to_string(il) + ".";
+    consider(l.wq, p + "attn_q.weight");
+    consider(l.wk, p + "attn_k.weight");
+    consider(l.wv, p + "attn_v.weight");
+    consider(l.wo, p + "attn_output.weight");
+    consider(l.w_gate, p + "ffn_gate.weight");
+    consider(l.w_up, p + "ffn_up.weight");
+    consider(l.w_down, p + "ffn_down.weight");
   }
-  std::vector<std::unique_ptr<uint8_t[], FreeDeleter>> bufs;
-  for (size_t i = 0; i < todo.size(); ++i) {
-    const size_t bytes = todo[i]->row_bytes * static_cast<size_t>(todo[i]->n_rows);
-    bufs.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
-    if (!bufs.back()) {  // no memory for the rest: they stay as stored (same results, slower)
-      bufs.pop_back();
-      todo.resize(i);
-      break;
-    }
+  if (todo.empty()) {
+    report.pack_cache = "none";
+    return {};
   }
-  // Packing reads every byte of the weights once: spread it over the cores.
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  Status status;
-  auto work = [&] {
-    for (size_t i = next++; i < todo.size(); i = next++) {
-      const Weight& w = *todo[i];
-      auto st = tensor::pack_rows(w.type, w.data, w.n_rows, w.n_cols, bufs[i].get());
-      if (!st) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (status) status = std::move(st);
+  std::vector<const uint8_t*> packed(todo.size(), nullptr);
+  if (!options.pack_cache_dir.empty()) {
+    const std::string path = detail::cache_path(options.pack_cache_dir, files_, tensors);
+    const uint64_t key = detail::source_key(files_, options.source_sha256);
+    report.cache_path = path;
+    auto mapped = detail::map_cache(path, key, tensors);
+    std::string why;
+    if (mapped) {
+      report.pack_cache = "hit";
+    } else {
+      why = mapped.error().message;
+      mapped = detail::write_cache(path, key, tensors);
+      if (mapped) {
+        report.pack_cache = why == "absent" ? "written" : "rebuilt (" + why + ")";
+      } else {
+        report.pack_cache = "not written (" + mapped.error().message + ")";
       }
     }
-  };
-  const unsigned n_threads =
-      std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), 16u);
-  std::vector<std::thread> threads;
-  for (unsigned t = 1; t < n_threads && t < todo.size(); ++t) {
-    try {
-      threads.emplace_back(work);
-    } catch (const std::system_error&) {
-      break;  // no more threads (process limits): the ones running, and this one, do the rest
+    if (mapped) {
+      pack_map_ = mapped->addr;
+      pack_map_bytes_ = mapped->bytes;
+      packed = mapped->data;
     }
   }
-  work();
-  for (auto& t : threads) t.join();
-  if (!status) return status;
+  if (pack_map_ == nullptr) {
+    std::vector<std::unique_ptr<uint8_t[], FreeDeleter>> bufs;
+    for (size_t i = 0; i < todo.size(); ++i) {
+      bufs.emplace_back(
+          static_cast<uint8_t*>(std::aligned_alloc(64, (tensors[i].bytes + 63) / 64 * 64)));
+      if (!bufs.back()) {  // no memory for the rest: they stay as stored (same results, slower)
+        bufs.pop_back();
+        todo.resize(i);
+        break;
+      }
+    }
+    // Packing reads every byte of the weights once: spread it over the cores.
+    REALM_TRY(detail::parallel_for(todo.size(), [&](size_t i) -> Status {
+      const detail::PackTensor& t = tensors[i];
+      return tensor::pack_rows(t.type, t.src, t.n_rows, t.n_cols, bufs[i].get());
+    }));
+    for (size_t i = 0; i < todo.size(); ++i) {
+      packed[i] = bufs[i].get();
+      packed_.push_back(std::move(bufs[i]));
+    }
+  }
   const long page = sysconf(_SC_PAGESIZE);
   for (size_t i = 0; i < todo.size(); ++i) {
     Weight& w = *todo[i];
     // The mapped pages of the original are not read again: drop them from this process.
-    const size_t bytes = w.row_bytes * static_cast<size_t>(w.n_rows);
     const auto begin = reinterpret_cast<uintptr_t>(w.data);
     const uintptr_t first = (begin + page - 1) / page * page;
-    const uintptr_t last = (begin + bytes) / page * page;
+    const uintptr_t last = (begin + tensors[i].bytes) / page * page;
     if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-    w.data = bufs[i].get();
+    w.data = packed[i];
     w.packed = true;
-    packed_.push_back(std::move(bufs[i]));
   }
   return {};
 }
 
-Expected<std::shared_ptr<const Model>> Model::load(const std::string& path) {
-  auto file = gguf::GgufFile::open(path);
-  if (!file) return file.take_error();
+Expected<std::shared_ptr<const Model>> Model::load(const std::string& path,
+                                                   const LoadOptions& options, LoadReport* report) {
+  const auto start = std::chrono::steady_clock::now();
+  LoadReport local;
+  LoadReport& r = report != nullptr ? *report : local;
+  auto files = gguf::open_split(path);
+  if (!files) return files.take_error();
   std::shared_ptr<Model> m(new Model());
-  m->file_ = std::move(*file);
-  auto hp = read_hparams(m->file_);
+  m->files_ = std::move(*files);
+  auto hp = read_hparams(m->file());
   if (!hp) return make_error(path, ": ", hp.error().message);
   m->hp_ = std::move(*hp);
   auto st = m->bind();
   if (!st) return make_error(path, ": ", st.error().message);
-  st = m->pack_weights();
+  st = m->pack_weights(options, r);
   if (!st) return make_error(path, ": ", st.error().message);
+  r.load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return std::shared_ptr<const Model>(std::move(m));
 }
 

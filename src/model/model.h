@@ -93,14 +93,40 @@ class Workspace {
   std::vector<uint8_t> qbuf_;
 };
 
+// Where Model::load keeps the repacked weights between starts (docs/models.md, "packed-weight
+// cache"). The cache file is keyed by the source's size, modification time and header bytes (and
+// sha256 when the caller knows it), the pack layout version and the set of packed tensors; every
+// packed tensor carries an XXH3 checksum that is verified when the cache is mapped. A cache that
+// is stale, truncated or corrupt is rebuilt, never trusted.
+struct LoadOptions {
+  std::string pack_cache_dir;  // "" = no cache: pack into private memory at every load
+  std::string source_sha256;   // of the (first) source file, when known (a pulled model)
+};
+
+// What a load did: for `realm bench --json`, `realm info`, logs.
+struct LoadReport {
+  // "off" (no cache dir), "hit", "written", "rebuilt (REASON)", "not written (REASON)",
+  // "none" (nothing to pack on this kernel path).
+  std::string pack_cache = "off";
+  std::string cache_path;
+  double load_ms = 0;
+};
+
 class Model {
  public:
-  // Maps and validates `path`: architecture, hyperparameters, every tensor's presence, type and
+  // Maps and validates `path` (a GGUF file, or any shard of a split model, whose siblings are
+  // found by name: gguf/split.h): architecture, hyperparameters, every tensor's presence, type and
   // shape. The error names the file and the problem.
-  static Expected<std::shared_ptr<const Model>> load(const std::string& path);
+  static Expected<std::shared_ptr<const Model>> load(const std::string& path,
+                                                     const LoadOptions& options = {},
+                                                     LoadReport* report = nullptr);
+  ~Model();
 
   const Hparams& hparams() const { return hp_; }
-  const gguf::GgufFile& file() const { return file_; }
+  // The file holding the model's metadata (the first shard of a split model).
+  const gguf::GgufFile& file() const { return files_.front(); }
+  // Bytes of tensor data and metadata in every shard.
+  uint64_t file_bytes() const;
 
   // Runs the steps of several sequences in one pass over the weights. Errors (nothing is changed
   // then): empty step, token id out of range, context full, logits span too small.
@@ -115,16 +141,21 @@ class Model {
   };
 
   Model() = default;
+  const gguf::TensorInfo* find_tensor(std::string_view name) const;
   Status bind();
   // Repacks every matmul weight the active kernels have a packed layout for (same size; the
-  // mapped file's pages of those tensors are released afterwards).
-  Status pack_weights();
+  // mapped file's pages of those tensors are released afterwards), through the cache when
+  // options name one.
+  Status pack_weights(const LoadOptions& options, LoadReport& report);
 
-  gguf::GgufFile file_;
+  std::vector<gguf::GgufFile> files_;  // one, or the shards in order
   struct FreeDeleter {
     void operator()(uint8_t* p) const;
   };
   std::vector<std::unique_ptr<uint8_t[], FreeDeleter>> packed_;  // storage of packed weights
+  // Or the packed weights' storage is a mapped cache file.
+  void* pack_map_ = nullptr;
+  size_t pack_map_bytes_ = 0;
   Hparams hp_;
   Weight tok_embd_, output_;
   std::vector<float> output_norm_;

@@ -1,6 +1,7 @@
 // The forward pass against llama.cpp's outputs in ../shared/models (see PROVENANCE.md there).
 #include "model/model.h"
 
+#include "gguf/split.h"
 #include "gguf/writer.h"
 #include "tensor/synth_model.h"
 #include "util/test_data.h"
@@ -9,8 +10,10 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -322,6 +325,117 @@ TEST(ModelPacking, PackedAndStoredWeightsGiveTheSameLogits) {
           << f;
     }
   }
+}
+
+// A temporary directory removed at the end of the test.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string t = (std::filesystem::temp_directory_path() / "realm-model-XXXXXX").string();
+    path = mkdtemp(t.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+bool same_logits(const Greedy& a, const Greedy& b) {
+  return a.ids == b.ids && a.first_logits.size() == b.first_logits.size() &&
+         std::memcmp(a.first_logits.data(), b.first_logits.data(),
+                     a.first_logits.size() * sizeof(float)) == 0;
+}
+
+const std::vector<int32_t> kSomePrompt = {1, 15, 300, 22, 7, 99, 401, 5};
+
+// A model split into shards (llama.cpp's gguf-split naming) loads from any shard as one model
+// with the same logits; a missing or inconsistent shard is an error naming it.
+TEST(ModelShards, SplitModelGivesTheSameLogits) {
+  const std::string src = shared_dir() + "/models/quant/synth-256x2.Q4_K_M.gguf";
+  auto whole = Model::load(src);
+  ASSERT_TRUE(whole) << whole.error().message;
+  auto in = gguf::GgufFile::open(src);
+  ASSERT_TRUE(in);
+  TempDir dir;
+  const std::string prefix = (dir.path / "m").string();
+  auto paths = gguf::write_split(*in, prefix, 7);
+  ASSERT_TRUE(paths) << paths.error().message;
+  ASSERT_GE(paths->size(), 3u);
+  const Greedy want = run_greedy(**whole, kSomePrompt, 3, KvType::F16);
+  for (const std::string& p : {paths->front(), paths->back()}) {
+    auto m = Model::load(p);
+    ASSERT_TRUE(m) << m.error().message;
+    EXPECT_EQ((*m)->file().get_string("general.architecture"),
+              (*whole)->file().get_string("general.architecture"));
+    EXPECT_TRUE(same_logits(run_greedy(**m, kSomePrompt, 3, KvType::F16), want)) << p;
+  }
+  // A missing shard.
+  std::filesystem::rename((*paths)[1], (*paths)[1] + ".away");
+  auto missing = Model::load(paths->front());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("shard 2 of"), std::string::npos)
+      << missing.error().message;
+  // A shard renamed so its name no longer says its place.
+  std::filesystem::rename((*paths)[1] + ".away", (*paths)[1]);
+  std::filesystem::copy_file(paths->front(), (dir.path / "renamed.gguf"));
+  auto renamed = Model::load((dir.path / "renamed.gguf").string());
+  ASSERT_FALSE(renamed);
+  EXPECT_NE(renamed.error().message.find("file name"), std::string::npos)
+      << renamed.error().message;
+}
+
+// The packed-weight cache: written on the first load, mapped on the next with the same logits;
+// a corrupt, truncated or stale cache is rebuilt, never used.
+TEST(ModelPackCache, WrittenThenMappedAndRebuiltWhenBad) {
+  TempDir dir;
+  const std::string src = (dir.path / "model.gguf").string();
+  std::filesystem::copy_file(shared_dir() + "/models/quant/synth-256x2.Q4_K_M.gguf", src);
+  auto plain = Model::load(src);
+  ASSERT_TRUE(plain);
+  const Greedy want = run_greedy(**plain, kSomePrompt, 3, KvType::F16);
+  LoadOptions opt;
+  opt.pack_cache_dir = (dir.path / "cache").string();
+  auto load_with = [&](const char* expect) {
+    LoadReport r;
+    auto m = Model::load(src, opt, &r);
+    EXPECT_TRUE(m) << m.error().message;
+    if (!m) return r;
+    if (expect != nullptr) {
+      EXPECT_EQ(r.pack_cache.substr(0, std::strlen(expect)), expect) << r.pack_cache;
+    }
+    EXPECT_TRUE(same_logits(run_greedy(**m, kSomePrompt, 3, KvType::F16), want)) << r.pack_cache;
+    return r;
+  };
+  const LoadReport first = load_with(nullptr);
+  if (first.pack_cache == "none") return;  // a kernel path with nothing to pack
+  EXPECT_EQ(first.pack_cache, "written");
+  ASSERT_EQ(load_with("hit").pack_cache, "hit");
+  const std::string cache = load_with("hit").cache_path;
+  ASSERT_TRUE(std::filesystem::exists(cache));
+  // One flipped bit in the middle of the data.
+  {
+    std::fstream f(cache, std::ios::in | std::ios::out | std::ios::binary);
+    const auto size = std::filesystem::file_size(cache);
+    f.seekg(static_cast<std::streamoff>(size - 5000));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x10);
+    f.seekp(static_cast<std::streamoff>(size - 5000));
+    f.write(&c, 1);
+  }
+  EXPECT_NE(load_with("rebuilt").pack_cache.find("corrupt"), std::string::npos);
+  load_with("hit");
+  // Truncated.
+  std::filesystem::resize_file(cache, std::filesystem::file_size(cache) / 2);
+  load_with("rebuilt");
+  // The source changed (its modification time).
+  std::filesystem::last_write_time(
+      src, std::filesystem::last_write_time(src) + std::chrono::seconds(10));
+  EXPECT_NE(load_with("rebuilt").pack_cache.find("stale"), std::string::npos);
+  load_with("hit");
+  // A known sha256 is part of the key.
+  opt.source_sha256 = std::string(64, 'a');
+  load_with("rebuilt");
+  // A directory that cannot be written: the load still works, packed in memory.
+  opt.pack_cache_dir = "/proc/realm-no-such-dir";
+  load_with("not written");
 }
 
 // Eight sessions over one model, stepped concurrently from two threads in shared, shifting

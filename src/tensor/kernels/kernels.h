@@ -135,6 +135,9 @@ Status quantize_rows(const KernelTable& k, GgmlType act, const float* x, size_t 
 // results are bit-identical to the plain layout's (the same canonical order). Packable types: Q4_K,
 // Q2_K, Q3_K, Q5_K, Q6_K, Q8_0, Q4_0.
 inline constexpr int64_t kPackRows = 16;
+// Bumped whenever pack_rows() writes a different layout for any type: packed-weight cache files
+// (model/pack_cache.h) of another version are rebuilt.
+inline constexpr uint32_t kPackLayoutVersion = 1;
 bool packable(GgmlType t);
 // Packs n_rows (a multiple of kPackRows) rows of n_cols elements (row_bytes apart) into dst, which
 // must hold n_rows * row_bytes bytes and not overlap src.
