@@ -45,9 +45,10 @@ int32_t write_sized(HostCallContext& ctx, int32_t buf_ptr, int32_t buf_cap, std:
   return need;
 }
 
-const HostModel* find_model(InstanceState& st, int32_t handle) {
+// The model behind a handle, held for the call; null for a bad handle or an unloaded model.
+std::shared_ptr<const HostModel> find_model(InstanceState& st, int32_t handle) {
   auto* m = st.models.find(handle);
-  return m ? m->get() : nullptr;
+  return m ? m->lock() : nullptr;
 }
 
 int64_t thread_cpu_ns() {
@@ -196,13 +197,13 @@ HostResult model_open(HostCallContext& ctx, std::span<const Val> a) {
 }
 
 HostResult model_info(HostCallContext& ctx, std::span<const Val> a) {
-  const HostModel* m = find_model(state(ctx), a[0].i32);
+  const auto m = find_model(state(ctx), a[0].i32);
   if (!m) return ok_i32(REALM_E_HANDLE);
   return ok_i32(write_sized(ctx, a[1].i32, a[2].i32, m->info_json));
 }
 
 HostResult tokenize(HostCallContext& ctx, std::span<const Val> a) {
-  const HostModel* m = find_model(state(ctx), a[0].i32);
+  const auto m = find_model(state(ctx), a[0].i32);
   if (!m) return ok_i32(REALM_E_HANDLE);
   const int32_t flags = a[3].i32, out_ptr = a[4].i32, out_cap = a[5].i32;
   if ((flags & ~(REALM_TOKENIZE_ADD_SPECIAL | REALM_TOKENIZE_PARSE_SPECIAL)) != 0 || out_cap < 0)
@@ -230,7 +231,7 @@ HostResult tokenize(HostCallContext& ctx, std::span<const Val> a) {
 }
 
 HostResult token_piece(HostCallContext& ctx, std::span<const Val> a) {
-  const HostModel* m = find_model(state(ctx), a[0].i32);
+  const auto m = find_model(state(ctx), a[0].i32);
   if (!m) return ok_i32(REALM_E_HANDLE);
   const int32_t id = a[1].i32;
   if (!m->tokenizer->vocab().valid(id)) return ok_i32(REALM_E_INVALID);
@@ -240,7 +241,7 @@ HostResult token_piece(HostCallContext& ctx, std::span<const Val> a) {
 }
 
 HostResult chat_template(HostCallContext& ctx, std::span<const Val> a) {
-  const HostModel* m = find_model(state(ctx), a[0].i32);
+  const auto m = find_model(state(ctx), a[0].i32);
   if (!m) return ok_i32(REALM_E_HANDLE);
   auto msgs = ctx.memory().string(guest_u32(a[1].i32), guest_u32(a[2].i32));
   if (!msgs) return ok_i32(REALM_E_BOUNDS);
@@ -271,9 +272,8 @@ HostResult chat_template(HostCallContext& ctx, std::span<const Val> a) {
 HostResult session_open(HostCallContext& ctx, std::span<const Val> a) {
   InstanceState& st = state(ctx);
   if (!st.generating()) return ok_i32(REALM_E_STATE);
-  auto* mp = st.models.find(a[0].i32);
-  if (!mp) return ok_i32(REALM_E_HANDLE);
-  const auto& m = *mp;
+  const auto m = find_model(st, a[0].i32);
+  if (!m) return ok_i32(REALM_E_HANDLE);
   const int64_t train = m->model->hparams().n_ctx_train;
   int64_t n_ctx = a[1].i32;
   if (n_ctx < 0) return fail(st, REALM_E_INVALID, "session_open: n_ctx ", n_ctx, " < 0");

@@ -164,7 +164,10 @@ struct InstanceState {
   Limits* limits = nullptr;
   std::unique_ptr<WasmInstance> wasm;
   int32_t guest_handle = 0;
-  HostHandles<std::shared_ptr<const HostModel>, kModelHandle> models;
+  // Weak: an unloaded model's memory is not held by idle instances (Sandbox::remove_model); the
+  // sessions of a request in flight hold it until they close.
+  HostHandles<std::weak_ptr<const HostModel>, kModelHandle> models;
+  uint64_t models_epoch = 0;  // Sandbox models_epoch when created: older instances are replaced
   Request* request = nullptr;
   // realm_generate is running (the request imports work only then: not in realm_alloc, realm_free
   // or realm_last_error, even while a request is being set up or taken down).

@@ -122,6 +122,9 @@ struct Sandbox::Impl {
 
   mutable std::shared_mutex models_mu;
   std::map<std::string, std::shared_ptr<HostModel>, std::less<>> models;
+  // Bumped by remove_model: instances created before hold handles (and guest state) of a model
+  // that is gone, so they are replaced at their next request.
+  std::atomic<uint64_t> models_epoch{0};
 
   mutable std::mutex queue_mu;
   // Idle workers, most recently idle last: a new request wakes that one, whose isolate and tenant
@@ -202,6 +205,7 @@ Expected<std::unique_ptr<InstanceState>> Sandbox::Impl::create_instance(
   st->sandbox = this;
   st->tenant = tenant;
   st->limits = options.limits.get();
+  st->models_epoch = models_epoch.load();
   InstanceOptions io;
   io.memory_max_bytes = options.limits->memory_bytes(tenant->record);
   io.user = st.get();
@@ -257,7 +261,10 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
   std::unique_ptr<InstanceState> st;
   for (auto it = cache.begin(); it != cache.end(); ++it) {
     if ((*it)->tenant->record.id == job.tenant->record.id) {
-      if ((*it)->tenant->generation == job.tenant->generation) st = std::move(*it);
+      if ((*it)->tenant->generation == job.tenant->generation &&
+          (*it)->models_epoch == models_epoch.load()) {
+        st = std::move(*it);
+      }
       cache.erase(it);
       break;
     }
@@ -511,6 +518,21 @@ Status Sandbox::add_model(const std::string& name, std::shared_ptr<const model::
   if (impl_->models.count(name)) return make_error("a model named '", name, "' is already shared");
   impl_->models.emplace(name, std::move(*hm));
   return {};
+}
+
+Status Sandbox::remove_model(const std::string& name) {
+  std::shared_ptr<HostModel> gone;
+  {
+    std::unique_lock lock(impl_->models_mu);
+    auto it = impl_->models.find(name);
+    if (it == impl_->models.end()) {
+      return make_error(ErrorCode::NOT_FOUND, "no shared model named '", name, "'");
+    }
+    gone = std::move(it->second);
+    impl_->models.erase(it);
+    ++impl_->models_epoch;
+  }
+  return {};  // `gone` is freed here unless a request in flight still holds it
 }
 
 Expected<Sandbox::PromptInfo> Sandbox::prompt_tokens(const std::string& model,

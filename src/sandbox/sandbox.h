@@ -103,6 +103,11 @@ class Sandbox {
                    engine::EngineOptions engine_options = {},
                    const std::string& chat_template = "");
 
+  // Stops sharing a model: model_open of its name fails from now on; requests running on it keep
+  // their sessions (and the model's memory) until they end; every tenant instance created before
+  // is replaced at its next request (its guest may hold the model's handle). NOT_FOUND if absent.
+  Status remove_model(const std::string& name);
+
   // The prompt of a request (docs/abi.md: `prompt`, or `messages` rendered through the model's
   // chat template with a generation prompt) tokenized as the default guest does, and the model's
   // training context. The server counts a prompt with it before admitting the request.

@@ -8,6 +8,7 @@
 #include <barrier>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -714,6 +715,69 @@ TEST(SandboxConcurrency, ThirtyTwoGuestsDecodeTogether) {
   // apart after the barrier, so the bound leaves room; one pass per step would be 256.)
   EXPECT_EQ(stats->tokens, uint64_t{kRequests} * (5 + 7));
   EXPECT_LT(stats->batches, uint64_t{kRequests} * 8 * 3 / 4);
+}
+
+// Unloading a model while a request runs on it: the request finishes, the model's memory goes
+// when it ends, new requests fail cleanly, and a model loaded again under the same name serves
+// the same tenants (their instances, which held the old handle, are replaced).
+TEST(SandboxModels, RemoveWhileRunningThenAddAgain) {
+  SandboxOptions o;
+  o.n_workers = 2;
+  auto sb = Sandbox::create(o);
+  ASSERT_TRUE(sb) << sb.error().message;
+  std::weak_ptr<const model::Model> weak;
+  {
+    auto model = model::Model::load(shared_path("models/stories260K.gguf"));
+    ASSERT_TRUE(model);
+    weak = *model;
+    ASSERT_TRUE((*sb)->add_model("stories", *model, {1, 512}));
+  }
+  auto m = (*sb)->load_module(kGuestDir + "/sbx_normal.wasm");
+  ASSERT_TRUE(m);
+  ASSERT_TRUE((*sb)->add_tenant({"t", {"stories"}, {}}, *m));
+  const std::string req = R"({"model":"stories","prompt":"Once upon a time","max_tokens":24})";
+  std::string alone;
+  auto first = (*sb)->run_request("t", req, [&](int kind, std::string_view j) {
+    if (kind == 1) alone += std::string(j);
+    return true;
+  });
+  ASSERT_TRUE(first.ok()) << first.message;
+  // Remove it after the running request's first token.
+  std::promise<void> started;
+  bool once = true;
+  std::string during;
+  auto running = (*sb)->submit("t", req, [&](int kind, std::string_view j) {
+    if (kind == 1) {
+      during += std::string(j);
+      if (once) {
+        once = false;
+        started.set_value();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+    return true;
+  });
+  started.get_future().wait();
+  ASSERT_TRUE((*sb)->remove_model("stories"));
+  EXPECT_FALSE((*sb)->remove_model("stories"));
+  auto r = running.get();
+  EXPECT_TRUE(r.ok()) << r.message;
+  EXPECT_EQ(during, alone);
+  EXPECT_TRUE(weak.expired()) << "the model outlived its last request";
+  auto after = (*sb)->run_request("t", req, [](int, std::string_view) { return true; });
+  EXPECT_FALSE(after.ok());
+  EXPECT_NE(after.message.find("not loaded"), std::string::npos) << after.message;
+  // Loaded again under the same name: same output as before.
+  auto model = model::Model::load(shared_path("models/stories260K.gguf"));
+  ASSERT_TRUE(model);
+  ASSERT_TRUE((*sb)->add_model("stories", *model, {1, 512}));
+  std::string again;
+  auto back = (*sb)->run_request("t", req, [&](int kind, std::string_view j) {
+    if (kind == 1) again += std::string(j);
+    return true;
+  });
+  EXPECT_TRUE(back.ok()) << back.message;
+  EXPECT_EQ(again, alone);
 }
 
 }  // namespace
