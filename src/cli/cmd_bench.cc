@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/model_arg.h"
 #include "model/model.h"
 #include "tensor/kernels/kernels.h"
 
@@ -48,7 +49,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("bench", "Measure prompt processing and generation speed");
-  cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
+  cmd->add_option("-m,--model", a->model, "GGUF file or pulled model name")->required();
   cmd->add_option("-p,--n-prompt", a->pp, "Prompt tokens for pp (default 128, 0 = skip)");
   cmd->add_option("-n,--n-gen", a->tg, "Generated tokens for tg (default 64, 0 = skip)");
   cmd->add_option("-r,--repetitions", a->reps, "Repetitions (default 5; median reported)");
@@ -58,6 +59,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--kv-type", a->kv, "KV cache type f16 or f32");
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->callback([a, &exit_code] {
+    if (!resolve_model_arg(a->model, exit_code)) return;
     auto kv = model::kv_type_from_name(a->kv);
     if (!kv || a->pp < 0 || a->tg < 0 || a->reps < 1 || a->batch < 1) {
       std::cerr << "realm: error: invalid bench arguments\n";

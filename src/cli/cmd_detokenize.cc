@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/model_arg.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,12 +25,13 @@ void add_detokenize_command(CLI::App& app, int& exit_code) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("detokenize", "Print the text of token ids");
-  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file")->required();
+  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file, or pulled model name")->required();
   cmd->add_option("IDS", args->ids, "Token ids (also accepted as one JSON array)")->required();
   cmd->add_flag("--special", args->special, "Render control tokens such as </s>");
   cmd->add_flag("--stream", args->stream,
                 "Decode one token at a time with the streaming decoder (no clean-up pass)");
   cmd->callback([args, &exit_code] {
+    if (!resolve_model_arg(args->model, exit_code)) return;
     auto tok = tok::Tokenizer::load(args->model);
     if (!tok) {
       std::cerr << "realm: error: " << tok.error().message << "\n";

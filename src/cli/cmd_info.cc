@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/model_arg.h"
 #include "gguf/reader.h"
 
 namespace realm::cli {
@@ -173,9 +174,10 @@ void add_info_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("info", "Show what a GGUF model file holds");
   auto path = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("MODEL", *path, "GGUF file")->required();
+  cmd->add_option("MODEL", *path, "GGUF file or pulled model name")->required();
   cmd->add_flag("--json", *json, "Print one JSON object");
   cmd->callback([path, json, &exit_code] {
+    if (!resolve_model_arg(*path, exit_code)) return;
     auto f = GgufFile::open(*path);
     if (!f) {
       std::cerr << "realm: error: " << f.error().message << "\n";

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/model_arg.h"
 #include "engine/perplexity.h"
 
 namespace realm::cli {
@@ -22,13 +23,14 @@ void add_perplexity_command(CLI::App& app, int& exit_code) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text, as llama-perplexity");
-  cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
+  cmd->add_option("-m,--model", a->model, "GGUF file or pulled model name")->required();
   cmd->add_option("-f,--file", a->file, "Text file")->required();
   cmd->add_option("-c,--ctx-size", a->ctx, "Chunk size in tokens (default 512)");
   cmd->add_option("-t,--threads", a->threads, "Threads (default, or 0: all cores)")
       ->check(CLI::Range(0, kMaxThreads));
   cmd->add_flag("--json", a->json, "Print one JSON object at the end");
   cmd->callback([a, &exit_code] {
+    if (!resolve_model_arg(a->model, exit_code)) return;
     std::ifstream in(a->file, std::ios::binary);
     if (!in) {
       std::cerr << "realm: error: cannot read '" << a->file << "'\n";

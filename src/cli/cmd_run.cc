@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/model_arg.h"
 #include "engine/generate.h"
 #if REALM_HAVE_SANDBOX
 #include "sandbox/sandbox.h"
@@ -283,7 +284,7 @@ int run(const RunArgs& a) {
 void add_run_command(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand("run", "Generate a continuation of a prompt");
-  cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
+  cmd->add_option("-m,--model", a->model, "GGUF file or pulled model name")->required();
   cmd->add_option("-p,--prompt", a->prompt, "Prompt text (BOS added per the model)")->required();
   cmd->add_option("-n,--n-predict", a->n_predict, "Tokens to generate (default 128)");
   cmd->add_option("--temp", a->temp, "Temperature; 0 = greedy (default 0.8)");
@@ -309,7 +310,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
                   "Run this guest module (.wasm, guest ABI v1) instead of the default guest");
   cmd->add_option("--logits", a->logits_file,
                   "Write the float32 logits of the last prompt position to FILE");
-  cmd->callback([a, &exit_code] { exit_code = run(*a); });
+  cmd->callback([a, &exit_code] {
+    if (resolve_model_arg(a->model, exit_code)) exit_code = run(*a);
+  });
 }
 
 }  // namespace realm::cli

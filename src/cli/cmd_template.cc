@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/model_arg.h"
 #include "gguf/reader.h"
 #include "tokenizer/chat_template.h"
 
@@ -61,7 +62,7 @@ void add_template_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("template",
                                  "Render the model's chat template for a JSON list of messages");
   auto o = std::make_shared<TemplateOptions>();
-  cmd->add_option("-m,--model", o->model, "GGUF file")->required();
+  cmd->add_option("-m,--model", o->model, "GGUF file or pulled model name")->required();
   cmd->add_option("-f,--file", o->messages_file,
                   "JSON: [{\"role\":..,\"content\":..},..] or {\"messages\": [..], more variables}")
       ->required();
@@ -72,6 +73,7 @@ void add_template_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--template-file", o->template_file,
                   "Use this Jinja file instead of the model's template (BOS/EOS still from MODEL)");
   cmd->callback([o, &exit_code] {
+    if (!resolve_model_arg(o->model, exit_code)) return;
     auto out = run_template(*o);
     if (!out) {
       std::cerr << "realm: error: " << out.error().message << "\n";

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/model_arg.h"
 #include "tokenizer/tokenizer.h"
 
 namespace realm::cli {
@@ -20,7 +21,7 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
-  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file")->required();
+  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file, or pulled model name")->required();
   auto* p = cmd->add_option("-p,--prompt", args->prompt, "Text to tokenize");
   auto* f = cmd->add_option("-f,--file", args->file, "File whose bytes are tokenized");
   p->excludes(f);
@@ -28,6 +29,7 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--parse-special", args->parse_special,
                 "Turn special-token text (e.g. <|im_end|>) into special tokens");
   cmd->callback([args, p, f, &exit_code] {
+    if (!resolve_model_arg(args->model, exit_code)) return;
     if (p->count() == 0 && f->count() == 0) {
       std::cerr << "realm: error: tokenize needs -p TEXT or -f FILE\n";
       exit_code = 2;
