@@ -167,10 +167,12 @@ void print_show(const std::string& name, bool json, int& exit_code) {
   std::cout << ")\n";
   std::cout << "parameters:   " << s["n_params"].get<uint64_t>() << " in "
             << s["n_tensors"].get<uint64_t>() << " tensors\n";
-  for (const char* k : {"n_layer", "n_embd", "context_length"}) {
-    if (s.contains(k))
-      std::printf("%-14s%llu\n", (std::string(k) + ":").c_str(),
-                  static_cast<unsigned long long>(s[k].get<uint64_t>()));
+  const std::pair<const char*, const char*> shape[] = {
+      {"n_layer", "layers:"}, {"n_embd", "embedding:"}, {"context_length", "context:"}};
+  for (const auto& [k, label] : shape) {
+    if (s.contains(k)) {
+      std::printf("%-14s%llu\n", label, static_cast<unsigned long long>(s[k].get<uint64_t>()));
+    }
   }
   exit_code = 0;
 }
