@@ -369,9 +369,13 @@ Expected<ResolvedModel> resolve_model(std::string_view arg) {
   auto m = find_model(arg);
   if (!m) {
     if (m.error().code != ErrorCode::NOT_FOUND) return m.take_error();
-    return make_error(ErrorCode::NOT_FOUND, a, ": neither a file nor a pulled model (",
-                      "`realm pull ", a, "` downloads one from the hub; `realm models list` ",
-                      "shows the pulled ones)");
+    // A name `realm pull` takes is suggested as it is; anything else (a path) gets the forms.
+    const std::string hint = parse_spec(arg).ok()
+                                 ? "`realm pull " + a + "` downloads it"
+                                 : "`realm pull owner/repo[:QUANT]` downloads one from the hub";
+    return make_error(ErrorCode::NOT_FOUND, "cannot open ", a,
+                      ": neither a file nor a pulled model (", hint,
+                      "; `realm models list` shows the pulled ones)");
   }
   r.path = m->entry_dir + "/" + m->files.front().name;
   if (!is_file(r.path)) {
