@@ -25,7 +25,8 @@ void add_detokenize_command(CLI::App& app, int& exit_code) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("detokenize", "Print the text of token ids");
-  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file, or pulled model name")->required();
+  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file, or pulled model name")
+      ->required();
   cmd->add_option("IDS", args->ids, "Token ids (also accepted as one JSON array)")->required();
   cmd->add_flag("--special", args->special, "Render control tokens such as </s>");
   cmd->add_flag("--stream", args->stream,

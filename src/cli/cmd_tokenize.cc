@@ -21,7 +21,8 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
-  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file, or pulled model name")->required();
+  cmd->add_option("-m,--model", args->model, "GGUF model or vocab file, or pulled model name")
+      ->required();
   auto* p = cmd->add_option("-p,--prompt", args->prompt, "Text to tokenize");
   auto* f = cmd->add_option("-f,--file", args->file, "File whose bytes are tokenized");
   p->excludes(f);
