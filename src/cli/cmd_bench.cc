@@ -67,7 +67,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       return;
     }
     const auto t_load = std::chrono::steady_clock::now();
-    auto m = model::Model::load(a->model);
+    model::LoadReport report;
+    auto m = model::Model::load(a->model, load_options_for(a->model), &report);
     const double load_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load)
             .count();
@@ -134,6 +135,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     if (a->pp > 0) j["pp"] = {{"n", a->pp}, {"tps", median(pp_tps)}, {"runs", pp_tps}};
     if (a->tg > 0) j["tg"] = {{"n", a->tg}, {"tps", median(tg_tps)}, {"runs", tg_tps}};
     j["load_ms"] = load_ms;
+    j["pack_cache"] = report.pack_cache;
     j["peak_rss_mb"] = peak_rss_mb();
     auto kt = tensor::active_kernels();
     j["isa"] = kt ? std::string(tensor::isa_name((*kt)->isa)) : std::string("?");

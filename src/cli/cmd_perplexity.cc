@@ -39,7 +39,7 @@ void add_perplexity_command(CLI::App& app, int& exit_code) {
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    auto model = model::Model::load(a->model);
+    auto model = model::Model::load(a->model, load_options_for(a->model));
     if (!model) {
       std::cerr << "realm: error: " << model.error().message << "\n";
       exit_code = 1;

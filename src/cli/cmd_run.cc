@@ -197,7 +197,7 @@ int run(const RunArgs& a) {
     std::cerr << "realm: error: " << st.error().message << "\n";
     return 2;
   }
-  auto model = model::Model::load(a.model);
+  auto model = model::Model::load(a.model, load_options_for(a.model));
   if (!model) {
     std::cerr << "realm: error: " << model.error().message << "\n";
     return 1;

@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 
 #if REALM_HAVE_SERVER
+#include "hub/store.h"
 #include "server/server.h"
 
 #if REALM_HAVE_DEFAULT_GUEST
@@ -44,17 +45,30 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   struct Args {
     std::string config;
     std::vector<std::string> models;
-    std::string host, db, secret_file, chat_template;
+    std::string host, db, secret_file, chat_template, pack_cache;
     int port = -1, threads = -1, grace_s = -1, max_connections = -1;
     int64_t ctx = -1;
     bool no_auth = false;
     int64_t queue = -1, tenant_queue = -1, queue_timeout_s = -1, request_timeout_s = -1;
     int64_t read_timeout_s = -1, write_timeout_s = -1;
+    int64_t models_memory_mb = -1, unload_timeout_s = -1;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API");
   cmd->add_option("--config", a->config, "JSON config file (docs/server.md); flags override it");
-  cmd->add_option("--model", a->models, "NAME=PATH of a GGUF model to serve (repeatable)");
+  cmd->add_option("--model", a->models,
+                  "NAME=PATH or NAME=PULLED_MODEL (realm pull) to serve (repeatable)");
+  cmd->add_option("--models-memory-mb", a->models_memory_mb,
+                  "Budget of loaded model files: a load past it unloads idle models, least "
+                  "recently used first (default 0: none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  cmd->add_option("--unload-timeout-s", a->unload_timeout_s,
+                  "Seconds an unload waits for the model's running requests before cancelling "
+                  "them (default 30)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3600}));
+  cmd->add_option("--pack-cache", a->pack_cache,
+                  "Directory for the packed-weight cache of models given by path (pulled models "
+                  "keep theirs in the store; default: none)");
   cmd->add_option("--host", a->host, "Address to listen on (default 127.0.0.1)");
   cmd->add_option("--port", a->port, "Port (default 8080; 0: any free port)")
       ->check(CLI::Range(0, 65535));
@@ -97,7 +111,9 @@ void add_serve_command(CLI::App& app, int& exit_code) {
       exit_code = code;
     };
     server::ServerOptions o;
-    std::vector<server::ServedModel> models;
+    std::vector<std::pair<std::string, std::string>> models;  // name, path or pulled model
+    std::string pack_cache;
+    int64_t models_memory_mb = 0;
     int threads = 0;
     std::string chat_template_path;
     // The config file first; flags override it.
@@ -127,13 +143,16 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                                                     "request_timeout_s",
                                                     "max_tenant_labels",
                                                     "responses_per_tenant",
-                                                    "response_ttl_s"};
+                                                    "response_ttl_s",
+                                                    "models_memory_mb",
+                                                    "unload_timeout_s",
+                                                    "pack_cache"};
         for (const auto& [k, v] : j.items()) {
           if (!known.count(k)) return fail("the config file has an unknown setting '" + k + "'");
         }
         if (j.contains("models")) {
           for (const auto& [name, path] : j.at("models").items()) {
-            models.push_back({name, path.get<std::string>()});
+            models.emplace_back(name, path.get<std::string>());
           }
         }
         o.host = j.value("host", o.host);
@@ -159,21 +178,52 @@ void add_serve_command(CLI::App& app, int& exit_code) {
         o.max_tenant_labels = j.value("max_tenant_labels", o.max_tenant_labels);
         o.responses_per_tenant = j.value("responses_per_tenant", o.responses_per_tenant);
         o.response_ttl = std::chrono::seconds(j.value("response_ttl_s", int64_t{3600}));
+        models_memory_mb = j.value("models_memory_mb", models_memory_mb);
+        o.unload_timeout =
+            std::chrono::seconds(j.value("unload_timeout_s", int64_t{o.unload_timeout.count()}));
+        pack_cache = j.value("pack_cache", pack_cache);
       } catch (const std::exception& e) {
         return fail("the config file " + a->config + ": " + e.what());
       }
-      if (o.n_ctx < 1 || o.max_connections < 1 || threads < 0) {
+      if (o.n_ctx < 1 || o.max_connections < 1 || threads < 0 || models_memory_mb < 0 ||
+          o.unload_timeout.count() < 0) {
         return fail("the config file " + a->config + " has a value out of range");
       }
     }
     for (const std::string& m : a->models) {
       const size_t eq = m.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
-        return fail("--model wants NAME=PATH, got '" + m + "'", 2);
+        return fail("--model wants NAME=PATH (or NAME=PULLED_MODEL), got '" + m + "'", 2);
       }
-      models.push_back({m.substr(0, eq), m.substr(eq + 1)});
+      models.emplace_back(m.substr(0, eq), m.substr(eq + 1));
     }
-    if (models.empty()) return fail("no model to serve: give --model NAME=PATH", 2);
+    if (a->no_auth && models.empty()) {
+      return fail("no model to serve: give --model NAME=PATH (--no-auth has no admin API)", 2);
+    }
+    if (a->models_memory_mb >= 0) models_memory_mb = a->models_memory_mb;
+    if (a->unload_timeout_s >= 0) o.unload_timeout = std::chrono::seconds(a->unload_timeout_s);
+    if (!a->pack_cache.empty()) pack_cache = a->pack_cache;
+    o.model_memory_budget = static_cast<uint64_t>(models_memory_mb) << 20;
+    // A model is a GGUF path or a pulled model's name (hub/store.h); a pulled model's packed
+    // weights are cached beside it in the store, a path's in --pack-cache when given.
+    o.resolve_model = [pack_cache](const std::string& name,
+                                   const std::string& source) -> Expected<server::ServedModel> {
+      auto r = hub::resolve_model(source);
+      if (!r) return r.take_error();
+      server::ServedModel m;
+      m.name = name;
+      m.path = r->path;
+      m.source = source;
+      m.pack_cache_dir = r->in_store ? r->entry_dir : pack_cache;
+      m.sha256 = r->sha256.value_or("");
+      return m;
+    };
+    std::vector<server::ServedModel> served;
+    for (const auto& [name, source] : models) {
+      auto m = o.resolve_model(name, source);
+      if (!m) return fail("--model " + name + "=" + source + ": " + m.error().message);
+      served.push_back(std::move(*m));
+    }
     if (!a->host.empty()) o.host = a->host;
     if (a->port >= 0) o.port = a->port;
     if (!a->db.empty()) o.db_path = a->db;
@@ -202,7 +252,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
     auto s = server::Server::create(
-        o, models,
+        o, served,
         std::span<const uint8_t>(realm_default_guest_wasm, realm_default_guest_wasm_size));
     if (!s) return fail(s.error().message);
     server::Server& srv = **s;

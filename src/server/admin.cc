@@ -201,8 +201,6 @@ Expected<int64_t> parse_since(const std::string& s) {
                             .count());
 }
 
-namespace {
-
 std::string url_decode(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -258,6 +256,8 @@ AdminReply error_reply(const Error& e) {
              {"code", nullptr}}}},
           false};
 }
+
+namespace {
 
 AdminReply bad(const std::string& message, int status = 400) {
   AdminReply r = error_reply(make_error(message));

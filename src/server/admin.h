@@ -44,6 +44,11 @@ struct AdminReply {
 };
 AdminReply admin_request(Store& store, const std::string& method, const std::string& path,
                          const std::string& query, std::string_view body);
+// The admin API's error body for `e` (its status from e.code: 400, 404, 409, 503, else 500).
+AdminReply error_reply(const Error& e);
+// %XX and '+' decoded; a query string's value of `key` ("" when absent).
+std::string url_decode(std::string_view s);
+std::string query_value(const std::string& query, const std::string& key);
 
 // A start time as Unix milliseconds: "YYYY-MM-DD" (UTC midnight), "YYYY-MM-DDTHH:MM:SSZ", Unix
 // seconds, or a time back from `now_ms`: N followed by s, m, h, d or w ("30m", "24h", "7d"; one

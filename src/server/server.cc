@@ -243,9 +243,9 @@ Headers retry_headers(double seconds) {
 
 struct Server::Impl {
   ServerOptions options;
-  std::vector<ServedModel> models;
   std::unique_ptr<Store> store;
   std::unique_ptr<sandbox::Sandbox> sandbox;
+  std::unique_ptr<ModelRegistry> models;
   std::unique_ptr<Directory> directory;
   std::unique_ptr<Admission> admission;
   std::unique_ptr<UsageLog> usage;
@@ -306,12 +306,7 @@ struct Server::Impl {
     return "";
   }
 
-  bool has_model(const std::string& name) const {
-    for (const auto& m : models) {
-      if (m.name == name) return true;
-    }
-    return false;
-  }
+  bool has_model(const std::string& name) const { return models->has(name); }
   static bool may_use(const TenantConfig* t, const std::string& model) {
     if (!t || t->models.empty()) return true;
     for (const auto& m : t->models) {
@@ -323,6 +318,9 @@ struct Server::Impl {
     return {{"id", name}, {"object", "model"}, {"created", created}, {"owned_by", "realm"}};
   }
   std::vector<Metrics::Gauge> gauges() const;
+  // /admin/models: list, load, show, unload models while serving.
+  AdminReply admin_models(const std::string& method, const std::string& path,
+                          const std::string& query, const std::string& body);
 
   // Writes a complete response; false on a write failure.
   template <class Stream>
@@ -371,12 +369,16 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
                  : ep == Endpoint::RESPONSES ? "responses"
                                              : "completions";
   Outcome o;
+  // The model stays loaded while this request holds its lease, until its guest run ends (an
+  // unload waits for that, then cancels it through `cancel`).
+  std::unique_ptr<ModelRegistry::Lease> lease;
+  bool served_model = false;  // the model is one this server serves (a bounded metrics label)
   // Every ending goes through here: metrics, one usage row, the log line.
   auto finish = [&](int status, const std::string& finish_reason, const char* note = "") {
     o.status = status;
     m.status = status;
     m.e2e_s = seconds_since(t0);
-    if (has_model(g.model)) metrics->record(m);
+    if (served_model) metrics->record(m);
     row.status = status;
     row.finish_reason = finish_reason;
     row.ts_ms = unix_ms();
@@ -398,7 +400,10 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
     return o;
   };
 
-  if (!has_model(g.model)) {
+  if (!cancel) cancel = std::make_shared<std::atomic<bool>>(false);
+  lease = models->acquire(g.model, cancel);
+  served_model = lease != nullptr;
+  if (!lease) {
     return refuse({404, "the model '" + g.model + "' does not exist", "invalid_request_error",
                    "model", "model_not_found"});
   }
@@ -510,7 +515,6 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
 
   auto channel = std::make_shared<EventChannel>();
   channel->cap = options.max_buffered_events;
-  if (!cancel) cancel = std::make_shared<std::atomic<bool>>(false);
   {
     std::lock_guard<std::mutex> lock(mu);
     ++active_requests;
@@ -530,8 +534,9 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
   auto future = sandbox->submit(
       tenant, g.guest.dump(),
       [channel](int kind, std::string_view json) { return channel->push(kind, json); }, cancel);
-  std::thread waiter([&future, channel] {
+  std::thread waiter([&future, channel, lease = std::move(lease)]() mutable {
     future.wait();
+    lease.reset();  // the model is not needed to write what is left to the client
     std::lock_guard<std::mutex> lock(channel->mu);
     channel->done = true;
     channel->cv.notify_all();
@@ -880,9 +885,9 @@ std::vector<Metrics::Gauge> Server::Impl::gauges() const {
   g.push_back({"realm:num_requests_waiting",
                "Generation requests waiting for a concurrency slot or a sandbox worker.", "",
                static_cast<double>(admission->waiting()) + sandbox_waiting});
-  for (const auto& m : models) {
-    auto st = sandbox->model_stats(m.name);
-    const std::string l = "model=\"" + prometheus_label(m.name) + "\"";
+  for (const std::string& name : models->names()) {
+    auto st = sandbox->model_stats(name);
+    const std::string l = "model=\"" + prometheus_label(name) + "\"";
     g.push_back({"realm:active_sessions", "Open sessions (KV caches) on the model.", l,
                  st ? static_cast<double>(st->sessions) : 0.0});
     g.push_back({"realm:kv_cache_bytes", "Bytes of KV cache held by the model's sessions.", l,
@@ -891,6 +896,68 @@ std::vector<Metrics::Gauge> Server::Impl::gauges() const {
   std::stable_sort(g.begin(), g.end(),
                    [](const auto& a, const auto& b) { return a.name < b.name; });
   return g;
+}
+
+AdminReply Server::Impl::admin_models(const std::string& method, const std::string& path,
+                                      const std::string& query, const std::string& body) {
+  auto bad = [](const std::string& message, int status = 400) {
+    AdminReply r = error_reply(make_error(message));
+    r.status = status;
+    return r;
+  };
+  if (path == "/admin/models") {
+    if (method == "GET") return {200, {{"object", "list"}, {"data", models->list()}}, false};
+    if (method != "POST") return bad("method " + method + " is not allowed on " + path, 405);
+    Json req = Json::parse(body, nullptr, false);
+    if (req.is_discarded() || !req.is_object()) return bad("the body is not a JSON object");
+    for (const char* f : {"name", "model"}) {
+      if (!req.contains(f) || !req[f].is_string() || req[f].get<std::string>().empty()) {
+        return bad(std::string("'") + f + "' must be a non-empty string");
+      }
+    }
+    if (req.contains("chat_template") && !req["chat_template"].is_string()) {
+      return bad("'chat_template' must be a string (Jinja2 source)");
+    }
+    const std::string name = req["name"], source = req["model"];
+    Expected<ServedModel> spec = ServedModel{name, source, source, "", "", ""};
+    if (options.resolve_model) spec = options.resolve_model(name, source);
+    if (!spec) return error_reply(spec.error());
+    spec->chat_template = req.value("chat_template", std::string());
+    auto loaded = models->load(*spec);
+    if (!loaded) return error_reply(loaded.error());
+    std::fprintf(stderr, "realm serve: model '%s' loaded from %s in %.0f ms (packed weights: %s)\n",
+                 name.c_str(), spec->path.c_str(), (*loaded)["load_ms"].get<double>(),
+                 (*loaded)["pack_cache"].get<std::string>().c_str());
+    return {201, *loaded, false};
+  }
+  const std::string name = url_decode(path.substr(std::string("/admin/models/").size()));
+  if (method == "GET") {
+    for (const Json& m : models->list()) {
+      if (m["name"] == name) return {200, m, false};
+    }
+    return bad("the model '" + name + "' is not served", 404);
+  }
+  if (method != "DELETE") return bad("method " + method + " is not allowed on " + path, 405);
+  auto timeout = std::chrono::milliseconds(options.unload_timeout);
+  if (const std::string t = query_value(query, "timeout_s"); !t.empty()) {
+    char* end = nullptr;
+    const double v = std::strtod(t.c_str(), &end);
+    if (end == t.c_str() || *end != '\0' || !(v >= 0 && v <= 3600)) {
+      return bad("timeout_s must be a number of seconds in [0, 3600], got '" + t + "'");
+    }
+    timeout = std::chrono::milliseconds(static_cast<int64_t>(v * 1000));
+  }
+  auto u = models->unload(name, timeout);
+  if (!u) return error_reply(u.error());
+  std::fprintf(stderr, "realm serve: model '%s' unloaded (%d running, %d cancelled, %.3f s)\n",
+               name.c_str(), u->waited, u->cancelled, u->seconds);
+  return {200,
+          {{"name", name},
+           {"unloaded", true},
+           {"waited", u->waited},
+           {"cancelled", u->cancelled},
+           {"seconds", u->seconds}},
+          false};
 }
 
 bool Server::Impl::handle(TimedSocket& sock, const http::request<http::string_body>& req) {
@@ -934,9 +1001,7 @@ bool Server::Impl::handle(TimedSocket& sock, const http::request<http::string_bo
       if (stopping) {
         error({503, "shutting down", "server_error"});
       } else {
-        Json names = Json::array();
-        for (const auto& m : models) names.push_back(m.name);
-        reply(http::status::ok, {{"status", "ready"}, {"models", names}});
+        reply(http::status::ok, {{"status", "ready"}, {"models", models->names()}});
       }
     }
   } else if (path == "/metrics") {
@@ -950,8 +1015,8 @@ bool Server::Impl::handle(TimedSocket& sock, const http::request<http::string_bo
       if (auto who = caller()) {
         if (path == "/v1/models") {
           Json data = Json::array();
-          for (const auto& m : models) {
-            if (may_use(who->tenant.get(), m.name)) data.push_back(model_json(m.name));
+          for (const std::string& name : models->names()) {
+            if (may_use(who->tenant.get(), name)) data.push_back(model_json(name));
           }
           reply(http::status::ok, {{"object", "list"}, {"data", data}});
         } else {
@@ -984,7 +1049,9 @@ bool Server::Impl::handle(TimedSocket& sock, const http::request<http::string_bo
                "invalid_request_error", "", "invalid_api_key"});
       } else {
         AdminReply a =
-            admin_request(*store, std::string(req.method_string()), path, query, req.body());
+            path == "/admin/models" || path.rfind("/admin/models/", 0) == 0
+                ? admin_models(std::string(req.method_string()), path, query, req.body())
+                : admin_request(*store, std::string(req.method_string()), path, query, req.body());
         if (a.changed) {
           if (auto st = directory->reload(); !st) {
             std::fprintf(stderr, "realm serve: reload after an admin change: %s\n",
@@ -1351,7 +1418,6 @@ Server::~Server() {
 Expected<std::unique_ptr<Server>> Server::create(ServerOptions options,
                                                  std::vector<ServedModel> models,
                                                  std::span<const uint8_t> default_guest) {
-  if (models.empty()) return make_error("realm serve needs at least one --model NAME=PATH");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->metrics = std::make_unique<Metrics>(options.max_tenant_labels);
@@ -1366,16 +1432,21 @@ Expected<std::unique_ptr<Server>> Server::create(ServerOptions options,
   auto sb = sandbox::Sandbox::create(so);
   if (!sb) return sb.take_error();
   impl->sandbox = std::move(*sb);
+  ModelRegistry::Options mo;
+  mo.n_threads = options.n_threads;
+  mo.chat_template = options.chat_template;
+  mo.memory_budget = options.model_memory_budget;
+  impl->models = std::make_unique<ModelRegistry>(*impl->sandbox, mo);
   for (const auto& m : models) {
     if (m.name.empty()) return make_error("a model needs a name (--model NAME=PATH)");
-    for (const auto& other : impl->models) {
-      if (other.name == m.name) return make_error("the model name '", m.name, "' is used twice");
+    if (impl->models->has(m.name)) {
+      return make_error("the model name '", m.name, "' is used twice");
     }
-    auto loaded = model::Model::load(m.path);
+    auto loaded = impl->models->load(m);
     if (!loaded) return loaded.take_error();
-    REALM_TRY(
-        impl->sandbox->add_model(m.name, *loaded, {options.n_threads, 512}, options.chat_template));
-    impl->models.push_back(m);
+    std::fprintf(stderr, "realm serve: model '%s' loaded from %s in %.0f ms (packed weights: %s)\n",
+                 m.name.c_str(), m.path.c_str(), (*loaded)["load_ms"].get<double>(),
+                 (*loaded)["pack_cache"].get<std::string>().c_str());
   }
   DirectoryOptions dopt;
   dopt.n_ctx = options.n_ctx;

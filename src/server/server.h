@@ -17,12 +17,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "sandbox/sandbox.h"
 #include "server/admission.h"
+#include "server/models.h"
 #include "util/expected.h"
 
 namespace realm::server {
@@ -48,12 +50,13 @@ struct ServerOptions {
   size_t max_tenant_labels = 100;  // distinct tenant label values in /metrics
   size_t responses_per_tenant = 1000;  // kept for previous_response_id
   std::chrono::seconds response_ttl{3600};
-  int n_threads = 1;  // per model
-};
-
-struct ServedModel {
-  std::string name;
-  std::string path;
+  int n_threads = 1;                        // per model
+  uint64_t model_memory_budget = 0;         // bytes of loaded model files; 0: none
+  std::chrono::seconds unload_timeout{30};  // an unload cancels requests still running after it
+  // Turns the admin API's {"name", "model"} into a model to load ("model": a GGUF path or a
+  // pulled model's name). Unset: "model" is a path.
+  std::function<Expected<ServedModel>(const std::string& name, const std::string& model)>
+      resolve_model;
 };
 
 class Server {

@@ -520,6 +520,110 @@ test("admin API: tenants and keys over HTTP with an admin key; tenant keys are r
   assert.equal((await call(admin, "POST", "/admin/tenants", {id: "bad id!"})).status, 400);
 });
 
+const synth = path.join(shared, "models/quant/synth-256x2.Q4_K_M.gguf");
+const adminCall = (p, k, method, route, body) => fetch(`http://127.0.0.1:${p}${route}`, {method,
+  headers: {authorization: `Bearer ${k}`}, body: body && JSON.stringify(body)});
+
+test("models: loading and unloading one model while another streams does not touch the stream; unloaded models get 404", async () => {
+  const admin = cli("keys", "create", "--admin").split("\n")[0].trim();
+  await sleep(600);
+  const call = (...a) => adminCall(port, admin, ...a);
+  const want = realmRun("Once upon a time", 48);
+  const stream = await client.completions.create({model: "stories", prompt: "Once upon a time",
+                                                  max_tokens: 48, temperature: 0, stream: true});
+  let text = "", first = true, finish = null;
+  for await (const chunk of stream) {
+    if (first) {  // mid-stream: load, use, list and unload another model
+      first = false;
+      let res = await call("POST", "/admin/models", {name: "synth", model: synth});
+      const rec = await res.json();
+      assert.equal(res.status, 201, JSON.stringify(rec));
+      assert.equal(rec.state, "ready");
+      assert.equal((await call("POST", "/admin/models", {name: "synth", model: synth})).status, 409);
+      assert.equal((await call("POST", "/admin/models", {name: "x", model: "/no/such.gguf"})).status, 404);
+      const r = await client.completions.create({model: "synth", prompt: "Hello", max_tokens: 3,
+                                                 temperature: 0});
+      assert.ok(r.usage.completion_tokens >= 1);
+      let ids = (await client.models.list()).data.map((m) => m.id).sort();
+      assert.deepEqual(ids, ["stories", "synth"]);
+      res = await call("GET", "/admin/models");
+      assert.deepEqual((await res.json()).data.map((m) => m.name).sort(), ["stories", "synth"]);
+      res = await call("DELETE", "/admin/models/synth");
+      const u = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(u));
+      assert.deepEqual([u.unloaded, u.cancelled], [true, 0]);
+      await assert.rejects(client.completions.create({model: "synth", prompt: "x", max_tokens: 1}),
+                           (e) => e.status === 404 && e.code === "model_not_found");
+      assert.equal((await call("DELETE", "/admin/models/synth")).status, 404);
+      ids = (await client.models.list()).data.map((m) => m.id);
+      assert.deepEqual(ids, ["stories"]);
+    }
+    for (const c of chunk.choices) {
+      text += c.text;
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(text, want.text);
+  assert.equal(finish, "length");
+  // A tenant key may not manage models.
+  assert.equal((await adminCall(port, key, "GET", "/admin/models")).status, 401);
+});
+
+test("models: a memory budget unloads the idle LRU model; an unload cancels what still runs at its timeout; packed weights are cached", async () => {
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), "realm-pack-"));
+  const s = startServer(["--models-memory-mb", "2", "--pack-cache", cache, "-c", "4096"]);
+  const p = await s.ready;
+  try {
+    const admin = cli("keys", "create", "--admin").split("\n")[0].trim();
+    await sleep(600);
+    const call = (...a) => adminCall(p, admin, ...a);
+    const c = new OpenAI({baseURL: `http://127.0.0.1:${p}/v1`, apiKey: key, maxRetries: 0});
+    // stories (1.1 MiB) + synth (1.1 MiB) exceed 2 MiB: the idle stories goes.
+    let res = await call("POST", "/admin/models", {name: "synth", model: synth});
+    let rec = await res.json();
+    assert.equal(res.status, 201, JSON.stringify(rec));
+    assert.equal(rec.pack_cache, "written");
+    assert.deepEqual((await c.models.list()).data.map((m) => m.id), ["synth"]);
+    await assert.rejects(c.completions.create({model: "stories", prompt: "x", max_tokens: 1}),
+                         (e) => e.status === 404);
+    res = await call("DELETE", "/admin/models/synth");
+    assert.equal(res.status, 200);
+    res = await call("POST", "/admin/models", {name: "synth", model: synth});
+    rec = await res.json();
+    assert.equal(rec.pack_cache, "hit", "the second load maps the packed weights");
+    // A stream that keeps running (a reader that never reads) holds synth: loading stories
+    // does not fit and nothing idle can go (503); unloading synth waits, then cancels it.
+    const net = await import("node:net");
+    const body = JSON.stringify({model: "synth", prompt: "Hello", max_tokens: 4000,
+                                 temperature: 0, stream: true, logprobs: 5});
+    const sock = net.connect(p, "127.0.0.1");
+    sock.on("error", () => {});
+    let got = "";
+    sock.on("data", (d) => { got += d; });
+    sock.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
+               `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    while (!got.includes("data: ")) await sleep(20);
+    sock.pause();
+    res = await call("POST", "/admin/models", {name: "stories", model: path.join(shared, "models/stories260K.gguf")});
+    assert.equal(res.status, 503, await res.text());
+    const t0 = Date.now();
+    res = await call("DELETE", "/admin/models/synth?timeout_s=0.5");
+    const u = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(u));
+    assert.ok(u.waited === 1 && u.cancelled <= 1, JSON.stringify(u));
+    assert.ok(Date.now() - t0 < 5000, `the unload took ${Date.now() - t0} ms`);
+    assert.deepEqual((await c.models.list()).data, []);
+    sock.destroy();
+    res = await call("POST", "/admin/models", {name: "stories", model: path.join(shared, "models/stories260K.gguf")});
+    assert.equal(res.status, 201);
+    assert.equal((await c.completions.create({model: "stories", prompt: "x", max_tokens: 2}))
+                     .usage.completion_tokens, 2);
+  } finally {
+    s.proc.kill("SIGKILL");
+    fs.rmSync(cache, {recursive: true, force: true});
+  }
+});
+
 // The Responses API's WebSocket mode through the SDK's ResponsesWS: events by stream_id.
 function wsSession(k = key) {
   const rws = new ResponsesWS(clientFor(k));
