@@ -1,5 +1,7 @@
 #include "hub/spec.h"
 
+#include "gguf/split.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -249,34 +251,6 @@ Expected<Spec> parse_spec(std::string_view spec, std::string_view revision) {
   return s;
 }
 
-std::optional<ShardName> parse_shard_name(std::string_view path) {
-  // PREFIX-NNNNN-of-NNNNN.gguf: 5 + 4 + 5 + 5 characters after the prefix.
-  constexpr size_t kTail = 1 + 5 + 4 + 5 + 5;
-  if (path.size() <= kTail || !ends_with_ci(path, ".gguf")) return std::nullopt;
-  std::string_view tail = path.substr(path.size() - kTail);
-  auto digits = [](std::string_view d, uint32_t& out) {
-    out = 0;
-    for (char c : d) {
-      if (!std::isdigit(static_cast<unsigned char>(c))) return false;
-      out = out * 10 + static_cast<uint32_t>(c - '0');
-    }
-    return true;
-  };
-  ShardName n;
-  if (tail[0] != '-' || tail.substr(6, 4) != "-of-" || !digits(tail.substr(1, 5), n.no) ||
-      !digits(tail.substr(10, 5), n.count) || n.no == 0 || n.count == 0 || n.no > n.count) {
-    return std::nullopt;
-  }
-  n.prefix = std::string(path.substr(0, path.size() - kTail));
-  return n;
-}
-
-std::string shard_name(std::string_view prefix, uint32_t no, uint32_t count) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "-%05u-of-%05u.gguf", no, count);
-  return std::string(prefix) + buf;
-}
-
 std::vector<std::string> quant_tags(std::string_view path) {
   std::vector<std::string> tags;
   for (std::string_view w : name_words(path)) {
@@ -287,12 +261,12 @@ std::vector<std::string> quant_tags(std::string_view path) {
 
 Expected<std::vector<std::string>> shard_set(const std::vector<std::string>& files,
                                              std::string_view path) {
-  auto sn = parse_shard_name(path);
+  auto sn = gguf::parse_split_path(path);
   if (!sn) return std::vector<std::string>{std::string(path)};
   std::set<std::string, std::less<>> listed(files.begin(), files.end());
   std::vector<std::string> out;
-  for (uint32_t k = 1; k <= sn->count; ++k) {
-    std::string p = shard_name(sn->prefix, k, sn->count);
+  for (uint64_t k = 1; k <= sn->count; ++k) {
+    std::string p = gguf::split_path(sn->prefix, k, sn->count);
     if (!listed.contains(p)) {
       return make_error(ErrorCode::NOT_FOUND, "shard ", p, " of ", path,
                         " is not in the repo's file list");
@@ -309,7 +283,7 @@ Expected<std::vector<std::string>> pick_quant_files(const std::vector<std::strin
   std::map<std::string, std::string> sets;  // prefix+count -> first listed member
   for (const std::string& f : files) {
     if (!ends_with_ci(f, ".gguf") || is_mmproj(f) || !carries_quant(f, q)) continue;
-    if (auto sn = parse_shard_name(f)) {
+    if (auto sn = gguf::parse_split_path(f)) {
       sets.emplace(sn->prefix + "/" + std::to_string(sn->count), f);
     } else {
       plain.push_back(f);

@@ -39,15 +39,7 @@ struct Spec {
 // different @REV is an error. Errors name the SPEC and what is wrong with it.
 Expected<Spec> parse_spec(std::string_view spec, std::string_view revision = {});
 
-// The shard numbering of a split GGUF file name (llama.cpp's PREFIX-%05d-of-%05d.gguf).
-struct ShardName {
-  std::string prefix;  // everything before "-0000K-of-0000N.gguf", folders included
-  uint32_t no = 0;     // 1-based
-  uint32_t count = 0;
-};
-std::optional<ShardName> parse_shard_name(std::string_view path);
-// PREFIX-%05d-of-%05d.gguf
-std::string shard_name(std::string_view prefix, uint32_t no, uint32_t count);
+// Shard names (PREFIX-%05d-of-%05d.gguf) are gguf::parse_split_path / gguf::split_path.
 
 // The quant tags a file name carries ("Q4_K_M", "IQ4_XS", "F16", ...), upper case.
 std::vector<std::string> quant_tags(std::string_view path);

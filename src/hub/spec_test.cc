@@ -1,4 +1,5 @@
 #include "hub/spec.h"
+#include "gguf/split.h"
 
 #include <gtest/gtest.h>
 
@@ -91,16 +92,16 @@ TEST(Loopback, Hosts) {
 }
 
 TEST(ShardName, ParseAndFormat) {
-  auto n = parse_shard_name("dir/model-Q4_K_M-00002-of-00003.gguf");
+  auto n = gguf::parse_split_path("dir/model-Q4_K_M-00002-of-00003.gguf");
   ASSERT_TRUE(n.has_value());
   EXPECT_EQ(n->prefix, "dir/model-Q4_K_M");
   EXPECT_EQ(n->no, 2u);
   EXPECT_EQ(n->count, 3u);
-  EXPECT_EQ(shard_name(n->prefix, 1, 3), "dir/model-Q4_K_M-00001-of-00003.gguf");
-  EXPECT_FALSE(parse_shard_name("model.Q4_K_M.gguf").has_value());
-  EXPECT_FALSE(parse_shard_name("m-00004-of-00003.gguf").has_value());
-  EXPECT_FALSE(parse_shard_name("m-00000-of-00003.gguf").has_value());
-  EXPECT_FALSE(parse_shard_name("-00001-of-00003.gguf").has_value());
+  EXPECT_EQ(gguf::split_path(n->prefix, 1, 3), "dir/model-Q4_K_M-00001-of-00003.gguf");
+  EXPECT_FALSE(gguf::parse_split_path("model.Q4_K_M.gguf").has_value());
+  EXPECT_FALSE(gguf::parse_split_path("m-00004-of-00003.gguf").has_value());
+  EXPECT_FALSE(gguf::parse_split_path("m-00000-of-00003.gguf").has_value());
+  EXPECT_FALSE(gguf::parse_split_path("-00001-of-00003.gguf").has_value());
 }
 
 TEST(QuantTags, FromNames) {

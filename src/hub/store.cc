@@ -1,5 +1,9 @@
 #include "hub/store.h"
 
+#include "util/realm_home.h"
+
+#include "gguf/split.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -209,10 +213,10 @@ Expected<std::vector<Planned>> plan(const Spec& spec, const HubClient& client) {
   if (spec.kind == SpecKind::URL) {
     std::string base = percent_decode(url_basename(spec.url));
     std::vector<std::string> names{base};
-    if (auto sn = parse_shard_name(base)) {
+    if (auto sn = gguf::parse_split_path(base)) {
       names.clear();
-      for (uint32_t k = 1; k <= sn->count; ++k)
-        names.push_back(shard_name(sn->prefix, k, sn->count));
+      for (uint64_t k = 1; k <= sn->count; ++k)
+        names.push_back(gguf::split_path(sn->prefix, k, sn->count));
     }
     std::string_view u = spec.url;
     std::string_view no_query = u.substr(0, u.find_first_of("?#"));
@@ -333,12 +337,7 @@ uint64_t Manifest::total_size() const {
 }
 
 std::string realm_home() {
-  if (const char* h = std::getenv("REALM_HOME"); h && *h) return h;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/realm";
-  if (const char* home = std::getenv("HOME"); home && *home) {
-    return std::string(home) + "/.cache/realm";
-  }
-  return ".cache/realm";
+  return realm::realm_home();
 }
 
 std::string models_dir() {

@@ -2,6 +2,8 @@
 // mutex; prepared statements are kept for the connection's life and reset after each use.
 #include "server/store.h"
 
+#include "util/realm_home.h"
+
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -294,18 +296,7 @@ std::string column_text(sqlite3_stmt* s, int i) {
 }  // namespace
 
 std::string default_db_path() {
-  if (const char* home = std::getenv("REALM_HOME"); home && *home) {
-    return std::string(home) + "/realm.db";
-  }
-  std::string home;
-  if (const char* h = std::getenv("HOME"); h && *h) {
-    home = h;
-  } else if (const passwd* pw = ::getpwuid(::getuid()); pw && pw->pw_dir) {
-    home = pw->pw_dir;
-  } else {
-    home = ".";
-  }
-  return home + "/.cache/realm/realm.db";
+  return realm_home() + "/realm.db";
 }
 
 struct Store::Impl {

@@ -18,7 +18,6 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gguf_split  # noqa: E402
 import mirror as mirror_mod  # noqa: E402
 
 realm, shared = sys.argv[1], sys.argv[2]
@@ -47,7 +46,10 @@ q6 = os.path.join(quant_dir, "synth-128x2.Q6_K.gguf")
 not_gguf = os.path.join(fx, "not-a-model.bin")
 with open(not_gguf, "wb") as f:
     f.write(b"this is not a GGUF file\n" * 1000)
-shards = gguf_split.split(q6, os.path.join(fx, "tiny-Q6_K"))
+# A split pair written by `realm split` (llama.cpp's gguf-split layout): 21 tensors, 11 per shard.
+shards = subprocess.run([realm, "split", q6, os.path.join(fx, "tiny-Q6_K"), "--max-tensors", "11"],
+                        capture_output=True, text=True, check=True).stdout.split()
+assert len(shards) == 2, shards
 
 localhost_ok = "127.0.0.1" in {a[4][0] for a in socket.getaddrinfo("localhost", 80)}
 files = {
