@@ -253,21 +253,18 @@ Status Model::pack_weights(const LoadOptions& options, LoadReport& report) {
     // Packing reads every byte of the weights once: spread it over the cores.
     REALM_TRY(detail::parallel_for(todo.size(), [&](size_t i) -> Status {
       const detail::PackTensor& t = tensors[i];
-      return tensor::pack_rows(t.type, t.src, t.n_rows, t.n_cols, bufs[i].get());
+      REALM_TRY(tensor::pack_rows(t.type, t.src, t.n_rows, t.n_cols, bufs[i].get()));
+      detail::drop_source_pages(t);
+      return {};
     }));
     for (size_t i = 0; i < todo.size(); ++i) {
       packed[i] = bufs[i].get();
       packed_.push_back(std::move(bufs[i]));
     }
   }
-  const long page = sysconf(_SC_PAGESIZE);
   for (size_t i = 0; i < todo.size(); ++i) {
     Weight& w = *todo[i];
-    // The mapped pages of the original are not read again: drop them from this process.
-    const auto begin = reinterpret_cast<uintptr_t>(w.data);
-    const uintptr_t first = (begin + page - 1) / page * page;
-    const uintptr_t last = (begin + tensors[i].bytes) / page * page;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    detail::drop_source_pages(tensors[i]);  // a cache hit never touched them: a no-op then
     w.data = packed[i];
     w.packed = true;
   }

@@ -116,6 +116,14 @@ Status parallel_for(size_t n, const std::function<Status(size_t)>& fn) {
   return status;
 }
 
+void drop_source_pages(const PackTensor& t) {
+  const size_t page = page_size();
+  const auto begin = reinterpret_cast<uintptr_t>(t.src);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = (begin + t.bytes) / page * page;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 void unmap(PackedMap& m) {
   if (m.addr != nullptr) munmap(m.addr, m.bytes);
   m = {};
@@ -253,6 +261,7 @@ Expected<PackedMap> write_cache(const std::string& path, uint64_t key,
   auto st = parallel_for(tensors.size(), [&](size_t i) -> Status {
     const PackTensor& t = tensors[i];
     REALM_TRY(tensor::pack_rows(t.type, t.src, t.n_rows, t.n_cols, base + table[i].offset));
+    drop_source_pages(t);
     table[i].hash = XXH3_64bits(base + table[i].offset, t.bytes);
     return {};
   });

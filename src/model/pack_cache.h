@@ -55,6 +55,10 @@ Expected<PackedMap> map_cache(const std::string& path, uint64_t key,
 Expected<PackedMap> write_cache(const std::string& path, uint64_t key,
                                 const std::vector<PackTensor>& tensors);
 
+// The mapped source pages of a tensor that is packed are not read again: drops them from this
+// process right after packing, so a load never holds the source and the packed copy whole.
+void drop_source_pages(const PackTensor& t);
+
 // Runs fn(0..n-1) on up to 16 threads; the first error wins.
 Status parallel_for(size_t n, const std::function<Status(size_t)>& fn);
 
