@@ -42,6 +42,7 @@ double peak_rss_mb() {
 
 void add_bench_command(CLI::App& app, int& exit_code) {
   struct Args {
+    model::LoadOptions load;  // set by resolve_model_arg
     std::string model, kv = "f16";
     int64_t pp = 128, tg = 64;
     int reps = 5, threads = 0, batch = 1;
@@ -59,7 +60,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--kv-type", a->kv, "KV cache type f16 or f32");
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->callback([a, &exit_code] {
-    if (!resolve_model_arg(a->model, exit_code)) return;
+    if (!resolve_model_arg(a->model, exit_code, &a->load)) return;
     auto kv = model::kv_type_from_name(a->kv);
     if (!kv || a->pp < 0 || a->tg < 0 || a->reps < 1 || a->batch < 1) {
       std::cerr << "realm: error: invalid bench arguments\n";
@@ -68,7 +69,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     }
     const auto t_load = std::chrono::steady_clock::now();
     model::LoadReport report;
-    auto m = model::Model::load(a->model, load_options_for(a->model), &report);
+    auto m = model::Model::load(a->model, a->load, &report);
     const double load_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load)
             .count();

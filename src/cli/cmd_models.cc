@@ -20,30 +20,13 @@ namespace {
 
 using nlohmann::ordered_json;
 
+// The manifest (hub::manifest_json) with where the entry is and its size.
 ordered_json manifest_to_json(const hub::Manifest& m) {
-  ordered_json j;
-  j["name"] = m.name;
-  j["spec"] = m.spec;
+  ordered_json j = hub::manifest_json(m);
+  j.erase("realm_manifest");
   j["path"] = m.entry_dir + "/" + m.files.front().name;
   j["dir"] = m.entry_dir;
   j["size"] = m.total_size();
-  ordered_json src;
-  src["kind"] = m.source_kind;
-  if (m.source_kind == "hub") {
-    src["endpoint"] = m.endpoint;
-    src["repo"] = m.repo;
-    src["revision"] = m.revision;
-  } else {
-    src["url"] = m.url;
-  }
-  j["source"] = src;
-  ordered_json files = ordered_json::array();
-  for (const auto& f : m.files) {
-    files.push_back(
-        {{"name", f.name}, {"source", f.source}, {"size", f.size}, {"sha256", f.sha256}});
-  }
-  j["files"] = files;
-  j["pulled_at"] = m.pulled_at;
   return j;
 }
 

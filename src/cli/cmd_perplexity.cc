@@ -16,6 +16,7 @@ namespace realm::cli {
 
 void add_perplexity_command(CLI::App& app, int& exit_code) {
   struct Args {
+    model::LoadOptions load;  // set by resolve_model_arg
     std::string model, file;
     int64_t ctx = 512;
     int threads = 0;
@@ -30,7 +31,7 @@ void add_perplexity_command(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(0, kMaxThreads));
   cmd->add_flag("--json", a->json, "Print one JSON object at the end");
   cmd->callback([a, &exit_code] {
-    if (!resolve_model_arg(a->model, exit_code)) return;
+    if (!resolve_model_arg(a->model, exit_code, &a->load)) return;
     std::ifstream in(a->file, std::ios::binary);
     if (!in) {
       std::cerr << "realm: error: cannot read '" << a->file << "'\n";
@@ -39,7 +40,7 @@ void add_perplexity_command(CLI::App& app, int& exit_code) {
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    auto model = model::Model::load(a->model, load_options_for(a->model));
+    auto model = model::Model::load(a->model, a->load);
     if (!model) {
       std::cerr << "realm: error: " << model.error().message << "\n";
       exit_code = 1;

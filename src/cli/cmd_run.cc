@@ -29,6 +29,7 @@ namespace realm::cli {
 namespace {
 
 struct RunArgs {
+  model::LoadOptions load;  // set by resolve_model_arg
   std::string model, prompt, logits_file, kv_type = "f16";
   int32_t n_predict = 128;
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f;
@@ -197,7 +198,7 @@ int run(const RunArgs& a) {
     std::cerr << "realm: error: " << st.error().message << "\n";
     return 2;
   }
-  auto model = model::Model::load(a.model, load_options_for(a.model));
+  auto model = model::Model::load(a.model, a.load);
   if (!model) {
     std::cerr << "realm: error: " << model.error().message << "\n";
     return 1;
@@ -311,7 +312,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--logits", a->logits_file,
                   "Write the float32 logits of the last prompt position to FILE");
   cmd->callback([a, &exit_code] {
-    if (resolve_model_arg(a->model, exit_code)) exit_code = run(*a);
+    if (resolve_model_arg(a->model, exit_code, &a->load)) exit_code = run(*a);
   });
 }
 

@@ -2,7 +2,6 @@
 // model pulled into the store (hub::resolve_model, docs/models.md).
 #pragma once
 
-#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -11,9 +10,13 @@
 
 namespace realm::cli {
 
-// Replaces `model` with the file it names. On failure prints "realm: error: ..." (neither a file
-// nor a pulled model), sets exit_code to 1 and returns false.
-inline bool resolve_model_arg(std::string& model, int& exit_code) {
+// Replaces `model` with the file it names and, when `load` is given, sets how to load it: a
+// pulled model's packed weights are cached in its store entry (model/pack_cache.h), so its second
+// start maps them instead of packing; a file outside the store is packed in memory. On failure
+// prints "realm: error: ..." (neither a file nor a pulled model), sets exit_code to 1 and returns
+// false.
+inline bool resolve_model_arg(std::string& model, int& exit_code,
+                              model::LoadOptions* load = nullptr) {
   auto r = hub::resolve_model(model);
   if (!r) {
     std::cerr << "realm: error: " << r.error().message << "\n";
@@ -21,22 +24,12 @@ inline bool resolve_model_arg(std::string& model, int& exit_code) {
     return false;
   }
   model = r->path;
-  return true;
-}
-
-// How to load a resolved model file: a pulled model's packed weights are cached in its store
-// entry (model/pack_cache.h), so its second start maps them instead of packing; a file outside
-// the store is packed in memory.
-inline model::LoadOptions load_options_for(const std::string& path) {
-  model::LoadOptions o;
-  std::error_code ec;
-  const auto dir =
-      std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec).parent_path();
-  const auto store = std::filesystem::weakly_canonical(hub::models_dir(), ec);
-  if (!ec && dir.parent_path() == store && std::filesystem::exists(dir / "manifest.json", ec)) {
-    o.pack_cache_dir = dir.string();
+  if (load != nullptr) {
+    *load = {};
+    if (r->in_store) load->pack_cache_dir = r->entry_dir;
+    if (r->sha256) load->source_sha256 = *r->sha256;
   }
-  return o;
+  return true;
 }
 
 }  // namespace realm::cli

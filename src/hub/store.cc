@@ -71,31 +71,6 @@ std::string now_utc() {
   return buf;
 }
 
-ordered_json manifest_json(const Manifest& m) {
-  ordered_json j;
-  j["realm_manifest"] = kManifestVersion;
-  j["name"] = m.name;
-  j["spec"] = m.spec;
-  ordered_json src;
-  src["kind"] = m.source_kind;
-  if (m.source_kind == "hub") {
-    src["endpoint"] = m.endpoint;
-    src["repo"] = m.repo;
-    src["revision"] = m.revision;
-  } else {
-    src["url"] = m.url;
-  }
-  j["source"] = src;
-  ordered_json files = ordered_json::array();
-  for (const auto& f : m.files) {
-    files.push_back(
-        {{"name", f.name}, {"source", f.source}, {"size", f.size}, {"sha256", f.sha256}});
-  }
-  j["files"] = files;
-  j["pulled_at"] = m.pulled_at;
-  return j;
-}
-
 Expected<Manifest> read_manifest(const std::string& dir) {
   const std::string path = dir + "/" + kManifest;
   std::ifstream in(path, std::ios::binary);
@@ -329,6 +304,31 @@ Status validate_gguf(const std::string& path, const std::string& name, const std
 }
 
 }  // namespace
+
+nlohmann::ordered_json manifest_json(const Manifest& m) {
+  ordered_json j;
+  j["realm_manifest"] = kManifestVersion;
+  j["name"] = m.name;
+  j["spec"] = m.spec;
+  ordered_json src;
+  src["kind"] = m.source_kind;
+  if (m.source_kind == "hub") {
+    src["endpoint"] = m.endpoint;
+    src["repo"] = m.repo;
+    src["revision"] = m.revision;
+  } else {
+    src["url"] = m.url;
+  }
+  j["source"] = src;
+  ordered_json files = ordered_json::array();
+  for (const auto& f : m.files) {
+    files.push_back(
+        {{"name", f.name}, {"source", f.source}, {"size", f.size}, {"sha256", f.sha256}});
+  }
+  j["files"] = files;
+  j["pulled_at"] = m.pulled_at;
+  return j;
+}
 
 uint64_t Manifest::total_size() const {
   uint64_t n = 0;

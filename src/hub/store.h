@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,10 @@ struct Manifest {
   std::string entry_dir;                 // where it is (not stored in the file)
   uint64_t total_size() const;
 };
+
+// A manifest as manifest.json holds it ({"realm_manifest", "name", "spec", "source", "files",
+// "pulled_at"}); `realm models --json` prints it too.
+nlohmann::ordered_json manifest_json(const Manifest& m);
 
 struct ResolvedModel {
   std::string path;  // the GGUF file, or the first shard

@@ -257,15 +257,13 @@ AdminReply error_reply(const Error& e) {
           false};
 }
 
-namespace {
-
-AdminReply bad(const std::string& message, int status = 400) {
+AdminReply bad(const std::string& message, int status) {
   AdminReply r = error_reply(make_error(message));
   r.status = status;
   return r;
 }
 
-}  // namespace
+namespace {}  // namespace
 
 AdminReply admin_request(Store& store, const std::string& method, const std::string& path,
                          const std::string& query, std::string_view body) {

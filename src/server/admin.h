@@ -46,6 +46,8 @@ AdminReply admin_request(Store& store, const std::string& method, const std::str
                          const std::string& query, std::string_view body);
 // The admin API's error body for `e` (its status from e.code: 400, 404, 409, 503, else 500).
 AdminReply error_reply(const Error& e);
+// An error reply with `message` and `status`.
+AdminReply bad(const std::string& message, int status = 400);
 // %XX and '+' decoded; a query string's value of `key` ("" when absent).
 std::string url_decode(std::string_view s);
 std::string query_value(const std::string& query, const std::string& key);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 
 #include "gguf/split.h"
 #include "model/model.h"
@@ -41,12 +42,17 @@ Expected<Json> ModelRegistry::load(const ServedModel& m) {
   if (m.name.empty() || m.name.size() > 256) {
     return make_error("a model name has 1..256 bytes, got ", m.name.size());
   }
-  // The files' size, for the budget, before anything is loaded (a header parse per shard).
-  auto files = gguf::open_split(m.path);
-  if (!files) return files.take_error();
+  // The files' size, for the budget, before anything is loaded (a split model's shards by name).
   uint64_t bytes = 0;
-  for (const auto& f : *files) bytes += f.file_size();
-  files->clear();
+  {
+    std::error_code ec;
+    const auto split = gguf::parse_split_path(m.path);
+    for (uint64_t i = 1; i <= (split ? split->count : 1); ++i) {
+      const std::string p = split ? gguf::split_path(split->prefix, i, split->count) : m.path;
+      bytes += std::filesystem::file_size(p, ec);
+      if (ec) return make_error(ErrorCode::NOT_FOUND, "cannot open ", p, ": ", ec.message());
+    }
+  }
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (models_.count(m.name)) {

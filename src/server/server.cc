@@ -900,11 +900,6 @@ std::vector<Metrics::Gauge> Server::Impl::gauges() const {
 
 AdminReply Server::Impl::admin_models(const std::string& method, const std::string& path,
                                       const std::string& query, const std::string& body) {
-  auto bad = [](const std::string& message, int status = 400) {
-    AdminReply r = error_reply(make_error(message));
-    r.status = status;
-    return r;
-  };
   if (path == "/admin/models") {
     if (method == "GET") return {200, {{"object", "list"}, {"data", models->list()}}, false};
     if (method != "POST") return bad("method " + method + " is not allowed on " + path, 405);
