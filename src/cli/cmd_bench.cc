@@ -1,7 +1,8 @@
 // `realm bench -m MODEL [-p N] [-n N] [-r R] [-t T] [--batch B] [--json]`: prompt processing and
 // token generation speed, like llama-bench's pp/tg tests: pp = one prefill of N random tokens,
 // tg = N single-token decode steps; each repeated R times, the median reported. With --batch B,
-// tg runs B sessions stepping together in shared batches (tokens/s counts every session's tokens).
+// tg runs B sessions stepping together in shared batches (tokens/s counts every session's tokens);
+// with --depth D every tg session first holds D prompt tokens (untimed), like llama-bench's -d.
 // --json prints {"model", "threads", "batch", "pp": {"n", "tps", "runs"}, "tg": {...}, "load_ms",
 // "peak_rss_mb", "isa"}: the model's load time, the process's peak resident memory (VmHWM) and the
 // kernel path in use.
@@ -44,7 +45,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   struct Args {
     model::LoadOptions load;  // set by resolve_model_arg
     std::string model, kv = "f16";
-    int64_t pp = 128, tg = 64;
+    int64_t pp = 128, tg = 64, depth = 0;
     int reps = 5, threads = 0, batch = 1;
     bool json = false;
   };
@@ -57,6 +58,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default, or 0: all cores)")
       ->check(CLI::Range(0, kMaxThreads));
   cmd->add_option("--batch", a->batch, "Sessions decoding together in tg (default 1)");
+  cmd->add_option("--depth", a->depth, "Tokens already in each tg session (default 0)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-type", a->kv, "KV cache type f16 or f32");
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->callback([a, &exit_code] {
@@ -106,7 +109,20 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       if (a->tg > 0) {
         std::vector<std::unique_ptr<model::KvCache>> caches;
         for (int b = 0; b < a->batch; ++b) {
-          caches.push_back(std::make_unique<model::KvCache>(hp, a->tg + 1, *kv));
+          caches.push_back(std::make_unique<model::KvCache>(hp, a->depth + a->tg + 1, *kv));
+          if (a->depth > 0) {
+            std::vector<int32_t> prompt(static_cast<size_t>(a->depth));
+            for (auto& t : prompt) t = tok(rng);
+            model::SequenceStep st{caches.back().get(),
+                                   prompt,
+                                   false,
+                                   {logits.data(), static_cast<size_t>(hp.n_vocab)}};
+            if (auto s = (*m)->forward({&st, 1}, ws); !s) {
+              std::cerr << "realm: error: " << s.error().message << "\n";
+              exit_code = 1;
+              return;
+            }
+          }
         }
         std::vector<int32_t> ids(static_cast<size_t>(a->batch));
         auto t0 = now();
@@ -133,6 +149,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     j["model"] = a->model;
     j["threads"] = threads;
     j["batch"] = a->batch;
+    j["depth"] = a->depth;
     if (a->pp > 0) j["pp"] = {{"n", a->pp}, {"tps", median(pp_tps)}, {"runs", pp_tps}};
     if (a->tg > 0) j["tg"] = {{"n", a->tg}, {"tps", median(tg_tps)}, {"runs", tg_tps}};
     j["load_ms"] = load_ms;

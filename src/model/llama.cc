@@ -206,11 +206,16 @@ struct Forward {
   // factors per cell: where the score s is a new maximum, the accumulator is rescaled by
   // ms = exp(m_old - s) and v is added with weight 1; otherwise v is added with weight
   // vs = exp(s - m).
-  void fa_row_factors(const float* q, const uint16_t* k, int64_t n_kv, float scale, float* qh,
-                      float* scores, float* ms, float* vs) const {
+  // K is read from layer il of cache c, KV head g, block by block.
+  void fa_row_factors(const float* q, const KvCache& c, int64_t il, int64_t g, int64_t n_kv,
+                      float scale, float* qh, float* scores, float* ms, float* vs) const {
     const int64_t hd = hp.head_dim;
     for (int64_t d = 0; d < hd; ++d) qh[d] = tensor::fp16_to_f32(tensor::f32_to_fp16(q[d]));
-    kt.fa_scores(qh, k, static_cast<size_t>(hp.n_embd_kv()), n_kv, hd, scores);
+    for (int64_t j0 = 0; j0 < n_kv; j0 += kKvBlockTokens) {
+      const auto* k = reinterpret_cast<const uint16_t*>(c.k_at(il, j0)) + g * hd;
+      kt.fa_scores(qh, k, static_cast<size_t>(hp.n_embd_kv()), std::min(kKvBlockTokens, n_kv - j0),
+                   hd, scores + j0);
+    }
     float m_run = -INFINITY;
     for (int64_t j = 0; j < n_kv; ++j) {
       const float s = scores[j] * scale;
@@ -260,7 +265,7 @@ struct Forward {
       if (!k_tiled(steps[s])) continue;
       const int64_t n = steps[s].cache->size() + static_cast<int64_t>(steps[s].tokens.size());
       const int64_t n_tiles = (n + kTile - 1) / kTile;
-      const auto* kf = reinterpret_cast<const float*>(steps[s].cache->k_at(il, 0));
+      const KvCache& c = *steps[s].cache;
       float* kt_s = ws.k_tiles_.data() + kt_at[s];
       parallel(n_head_kv * n_tiles, 1, [&](int64_t u0, int64_t u1) {
         for (int64_t u = u0; u < u1; ++u) {
@@ -268,8 +273,12 @@ struct Forward {
           float* dst = kt_s + u * hd * kTile;
           for (int64_t j = 0; j < kTile; ++j) {
             const int64_t cell = tile * kTile + j;
-            const float* kr = kf + cell * row + g * hd;
-            for (int64_t d = 0; d < hd; ++d) dst[d * kTile + j] = cell < n ? kr[d] : 0.0f;
+            if (cell >= n) {
+              for (int64_t d = 0; d < hd; ++d) dst[d * kTile + j] = 0.0f;
+              continue;
+            }
+            const float* kr = reinterpret_cast<const float*>(c.k_at(il, cell)) + g * hd;
+            for (int64_t d = 0; d < hd; ++d) dst[d * kTile + j] = kr[d];
           }
         }
       });
@@ -294,18 +303,24 @@ struct Forward {
           scores.resize(n_cells);
           ms.resize(n_cells * kHeads);
           vs.resize(n_cells * kHeads);
-          const auto* k16 = reinterpret_cast<const uint16_t*>(c.k_at(il, 0));
-          const auto* v16 = reinterpret_cast<const uint16_t*>(c.v_at(il, 0));
           tensor::FaRow rows[kHeads];
           float sums[kHeads];
           for (int64_t r = 0; r < nh; ++r) {
             const int64_t h = h0 + r, g = h / group;
-            fa_row_factors(q + (t * n_head + h) * hd, k16 + g * hd, n_kv, scale, qh.data() + r * hd,
+            fa_row_factors(q + (t * n_head + h) * hd, c, il, g, n_kv, scale, qh.data() + r * hd,
                            scores.data(), ms.data() + r * n_kv, vs.data() + r * n_kv);
-            rows[r] = {ms.data() + r * n_kv, vs.data() + r * n_kv, v16 + g * hd,
-                       acc.data() + r * hd, sums + r};
           }
-          kt.fa_accumulate(rows, static_cast<int>(nh), n_kv, static_cast<size_t>(row), hd);
+          // The value chains go on from block to block (resume).
+          for (int64_t j0 = 0; j0 < n_kv; j0 += kKvBlockTokens) {
+            const auto* v16 = reinterpret_cast<const uint16_t*>(c.v_at(il, j0));
+            for (int64_t r = 0; r < nh; ++r) {
+              const int64_t g = (h0 + r) / group;
+              rows[r] = {ms.data() + r * n_kv + j0, vs.data() + r * n_kv + j0, v16 + g * hd,
+                         acc.data() + r * hd, sums + r};
+            }
+            kt.fa_accumulate(rows, static_cast<int>(nh), std::min(kKvBlockTokens, n_kv - j0),
+                             static_cast<size_t>(row), hd, j0 > 0);
+          }
           for (int64_t r = 0; r < nh; ++r) {
             const float inv = sums[r] == 0.0f ? 0.0f : 1.0f / sums[r];
             float* dst = out + (t * n_head + h0 + r) * hd;
@@ -331,8 +346,11 @@ struct Forward {
               kt.mul_add_rows(hd, valid, qsrc, kt_g + (c0 / kTile) * hd * kTile, kTile, sc);
             }
           } else {
-            kt.dot_rows(qsrc, reinterpret_cast<const float*>(c.k_at(il, 0)) + g * hd,
-                        static_cast<size_t>(row), n_kv, hd, scores.data());
+            for (int64_t j0 = 0; j0 < n_kv; j0 += kKvBlockTokens) {
+              kt.dot_rows(qsrc, reinterpret_cast<const float*>(c.k_at(il, j0)) + g * hd,
+                          static_cast<size_t>(row), std::min(kKvBlockTokens, n_kv - j0), hd,
+                          scores.data() + j0);
+            }
           }
           float max_s = -INFINITY;
           for (int64_t j = 0; j < n_kv; ++j) {
@@ -350,9 +368,11 @@ struct Forward {
           // acc[d] += p_j * v_j[d] in order of j (multiply, then add).
           float* a = acc.data();
           std::fill(a, a + hd, 0.0f);
-          kt.mul_add_rows(n_kv, hd, scores.data(),
-                          reinterpret_cast<const float*>(c.v_at(il, 0)) + g * hd,
-                          static_cast<size_t>(row), a);
+          for (int64_t j0 = 0; j0 < n_kv; j0 += kKvBlockTokens) {
+            kt.mul_add_rows(std::min(kKvBlockTokens, n_kv - j0), hd, scores.data() + j0,
+                            reinterpret_cast<const float*>(c.v_at(il, j0)) + g * hd,
+                            static_cast<size_t>(row), a);
+          }
           std::copy(a, a + hd, dst);
         }
       }
@@ -473,6 +493,10 @@ Status Model::forward(std::span<const SequenceStep> steps, Workspace& ws) const 
     const size_t need = static_cast<size_t>((st.all_logits ? n : 1) * hp_.n_vocab);
     if (st.logits.size() < need) {
       return make_error("forward: logits buffer of ", st.logits.size(), " floats, need ", need);
+    }
+    if (!st.cache->reserve(st.cache->size() + n)) {
+      return make_error(ErrorCode::LIMIT, "forward: the KV pool has no free block for sequence ",
+                        s);
     }
     for (int64_t i = 0; i < n; ++i) {
       f.tok_seq.push_back(static_cast<int32_t>(s));

@@ -21,23 +21,6 @@
 
 namespace realm::model {
 
-std::optional<KvType> kv_type_from_name(std::string_view name) {
-  if (name == "f16") return KvType::F16;
-  if (name == "f32") return KvType::F32;
-  return std::nullopt;
-}
-
-KvCache::KvCache(const Hparams& hp, int64_t n_ctx, KvType type)
-    : n_ctx_(n_ctx),
-      type_(type),
-      row_(static_cast<size_t>(hp.n_embd_kv()) * (type == KvType::F16 ? 2 : 4)),
-      k_(static_cast<size_t>(hp.n_layer * n_ctx) * row_),
-      v_(static_cast<size_t>(hp.n_layer * n_ctx) * row_) {}
-
-void KvCache::truncate(int64_t n) {
-  if (n >= 0 && n < size_) size_ = n;
-}
-
 Workspace::Workspace(int n_threads) : pool_(std::make_unique<ThreadPool>(n_threads)) {}
 Workspace::~Workspace() = default;
 int Workspace::n_threads() const {

@@ -15,6 +15,7 @@
 
 #include "gguf/reader.h"
 #include "model/hparams.h"
+#include "model/kv_cache.h"
 #include "util/expected.h"
 
 namespace realm {
@@ -33,36 +34,6 @@ struct Weight {
   int64_t n_cols = 0;
   int64_t n_rows = 0;
   size_t row_bytes = 0;
-};
-
-enum class KvType { F16, F32 };
-// "f16" / "f32".
-std::optional<KvType> kv_type_from_name(std::string_view name);
-
-// The keys and values of one sequence for every layer, up to n_ctx positions.
-class KvCache {
- public:
-  KvCache(const Hparams& hp, int64_t n_ctx, KvType type);
-
-  int64_t n_ctx() const { return n_ctx_; }
-  // Positions filled so far (the next token goes at position size()).
-  int64_t size() const { return size_; }
-  KvType type() const { return type_; }
-  // Keeps the first n positions (n <= size()).
-  void truncate(int64_t n);
-  size_t bytes() const { return k_.size() + v_.size(); }
-
- private:
-  friend class Model;
-  friend struct Forward;
-  uint8_t* k_at(int64_t layer, int64_t pos) { return k_.data() + (layer * n_ctx_ + pos) * row_; }
-  uint8_t* v_at(int64_t layer, int64_t pos) { return v_.data() + (layer * n_ctx_ + pos) * row_; }
-
-  int64_t n_ctx_;
-  int64_t size_ = 0;
-  KvType type_;
-  size_t row_;  // bytes of one position of one layer
-  std::vector<uint8_t> k_, v_;
 };
 
 // One sequence's part of a forward pass: `tokens` are appended to `cache` at positions

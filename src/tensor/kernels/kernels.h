@@ -91,9 +91,11 @@ struct FaRow {
   float* sum;
 };
 // fa_accumulate runs n_rows such rows over the same n_cells cells in lockstep (the chains of
-// several rows interleave; each row's operations are those it has alone).
+// several rows interleave; each row's operations are those it has alone). With `resume` the chains
+// go on from out and *sum instead of 0 (the cells of a paged cache, one block after another, give
+// the bits of one call over all of them).
 using FaAccumulateFn = void (*)(const FaRow* rows, int n_rows, int64_t n_cells, size_t v_stride,
-                                int64_t hd);
+                                int64_t hd, bool resume);
 
 inline constexpr int kMaxTypeId = 40;
 

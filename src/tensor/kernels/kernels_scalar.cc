@@ -315,13 +315,16 @@ void fa_scores(const float* q, const uint16_t* k, size_t k_stride, int64_t n_row
   }
 }
 
-void fa_accumulate(const FaRow* rows, int n_rows, int64_t n_cells, size_t v_stride, int64_t hd) {
+void fa_accumulate(const FaRow* rows, int n_rows, int64_t n_cells, size_t v_stride, int64_t hd,
+                   bool resume) {
   const auto r16 = [](float x) { return fp16_to_f32(f32_to_fp16(x)); };
   for (int r = 0; r < n_rows; ++r) {
     const FaRow& row = rows[r];
     float* acc = row.out;
-    for (int64_t d = 0; d < hd; ++d) acc[d] = 0.0f;
-    float sum = 0.0f;
+    if (!resume) {
+      for (int64_t d = 0; d < hd; ++d) acc[d] = 0.0f;
+    }
+    float sum = resume ? *row.sum : 0.0f;
     for (int64_t j = 0; j < n_cells; ++j) {
       sum = std::fma(sum, row.ms[j], row.vs[j]);
       const uint16_t* v = row.v + j * static_cast<int64_t>(v_stride);

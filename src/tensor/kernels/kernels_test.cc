@@ -234,17 +234,21 @@ TEST(Kernels, FlashAttentionStepsAreBitIdenticalOnEveryPath) {
       vs[i] = grow ? 1.0f : un(rng);
     }
     // The accumulators, then the sums.
-    const auto run = [&](const KernelTable& kt, int n_rows) {
+    // In one call, or resumed over pieces of `piece` cells (a paged cache's blocks).
+    const auto run = [&](const KernelTable& kt, int n_rows, int64_t piece) {
       std::vector<float> out(static_cast<size_t>(n_rows * (hd + 1)), -1.0f);
-      std::vector<FaRow> fr;
-      for (int r = 0; r < n_rows; ++r) {
-        fr.push_back({ms.data() + r * rows, vs.data() + r * rows, k.data() + (r % 3),
-                      out.data() + r * hd, out.data() + n_rows * hd + r});
+      for (int64_t j0 = 0; j0 < rows; j0 += piece) {
+        std::vector<FaRow> fr;
+        for (int r = 0; r < n_rows; ++r) {
+          fr.push_back({ms.data() + r * rows + j0, vs.data() + r * rows + j0,
+                        k.data() + (r % 3) + j0 * stride, out.data() + r * hd,
+                        out.data() + n_rows * hd + r});
+        }
+        kt.fa_accumulate(fr.data(), n_rows, std::min(piece, rows - j0), stride, hd, j0 > 0);
       }
-      kt.fa_accumulate(fr.data(), n_rows, rows, stride, hd);
       return out;
     };
-    const std::vector<float> acc_want = run(scalar(), kMaxRows);
+    const std::vector<float> acc_want = run(scalar(), kMaxRows, rows);
     for (int64_t i = 0; i < kMaxRows * hd; ++i) EXPECT_EQ(acc_want[i], f16(acc_want[i]));
     float sum0 = 0.0f;  // row 0's sum: the fused chain
     for (int64_t j = 0; j < rows; ++j) sum0 = std::fma(sum0, ms[j], vs[j]);
@@ -257,13 +261,18 @@ TEST(Kernels, FlashAttentionStepsAreBitIdenticalOnEveryPath) {
             << isa_name(kt->isa) << " hd " << hd << " row " << j;
       }
       for (int n_rows = 1; n_rows <= kMaxRows; ++n_rows) {
-        const std::vector<float> acc = run(*kt, n_rows);
-        EXPECT_EQ(std::memcmp(acc.data(), acc_want.data(), n_rows * hd * sizeof(float)), 0)
-            << isa_name(kt->isa) << " hd " << hd << " rows " << n_rows;
-        for (int r = 0; r < n_rows; ++r) {
-          EXPECT_EQ(acc[n_rows * hd + r], acc_want[kMaxRows * hd + r]) << "sum of row " << r;
+        for (int64_t piece : {rows, int64_t{16}, int64_t{5}}) {
+          const std::vector<float> acc = run(*kt, n_rows, piece);
+          EXPECT_EQ(std::memcmp(acc.data(), acc_want.data(), n_rows * hd * sizeof(float)), 0)
+              << isa_name(kt->isa) << " hd " << hd << " rows " << n_rows << " piece " << piece;
+          for (int r = 0; r < n_rows; ++r) {
+            EXPECT_EQ(acc[n_rows * hd + r], acc_want[kMaxRows * hd + r]) << "sum of row " << r;
+          }
         }
       }
+      const std::vector<float> resumed = run(scalar(), kMaxRows, 7);
+      EXPECT_EQ(std::memcmp(resumed.data(), acc_want.data(), resumed.size() * sizeof(float)), 0)
+          << "scalar, resumed in pieces of 7";
     }
   }
 }
