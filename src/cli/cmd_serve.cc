@@ -52,6 +52,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     int64_t queue = -1, tenant_queue = -1, queue_timeout_s = -1, request_timeout_s = -1;
     int64_t read_timeout_s = -1, write_timeout_s = -1;
     int64_t models_memory_mb = -1, unload_timeout_s = -1;
+    int64_t kv_budget_mb = -1, batch_tokens = -1;
+    int max_seqs = -1;
+    std::string schedule;
+    std::vector<std::string> shared_prefix;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API");
@@ -69,6 +73,20 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--pack-cache", a->pack_cache,
                   "Directory for the packed-weight cache of models given by path (pulled models "
                   "keep theirs in the store; default: none)");
+  cmd->add_option("--kv-budget-mb", a->kv_budget_mb,
+                  "KV cache memory of each model: its block pool (default 1024)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  cmd->add_option("--max-seqs", a->max_seqs,
+                  "Sequences each model's scheduler runs at once (default 256)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--batch-tokens", a->batch_tokens,
+                  "Tokens of one forward pass: decode steps and prompt chunks (default 512)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--schedule", a->schedule,
+                  "Order of admission and passes: vtc (fair, by tenant weight; default) or fifo");
+  cmd->add_option("--shared-prefix", a->shared_prefix,
+                  "A model whose prefix cache every tenant shares (repeatable; default: each "
+                  "tenant's prompts are cached for that tenant only)");
   cmd->add_option("--host", a->host, "Address to listen on (default 127.0.0.1)");
   cmd->add_option("--port", a->port, "Port (default 8080; 0: any free port)")
       ->check(CLI::Range(0, 65535));
@@ -113,8 +131,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     server::ServerOptions o;
     std::vector<std::pair<std::string, std::string>> models;  // name, path or pulled model
     std::string pack_cache;
-    int64_t models_memory_mb = 0;
+    int64_t models_memory_mb = 0, kv_budget_mb = 1024;
     int threads = 0;
+    std::string schedule = "vtc";
+    std::set<std::string> shared_prefix;
     std::string chat_template_path;
     // The config file first; flags override it.
     if (!a->config.empty()) {
@@ -146,7 +166,12 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                                                     "response_ttl_s",
                                                     "models_memory_mb",
                                                     "unload_timeout_s",
-                                                    "pack_cache"};
+                                                    "pack_cache",
+                                                    "kv_budget_mb",
+                                                    "max_seqs",
+                                                    "batch_tokens",
+                                                    "schedule",
+                                                    "shared_prefix"};
         for (const auto& [k, v] : j.items()) {
           if (!known.count(k)) return fail("the config file has an unknown setting '" + k + "'");
         }
@@ -182,11 +207,19 @@ void add_serve_command(CLI::App& app, int& exit_code) {
         o.unload_timeout =
             std::chrono::seconds(j.value("unload_timeout_s", int64_t{o.unload_timeout.count()}));
         pack_cache = j.value("pack_cache", pack_cache);
+        kv_budget_mb = j.value("kv_budget_mb", kv_budget_mb);
+        o.engine.max_seqs = j.value("max_seqs", o.engine.max_seqs);
+        o.engine.max_batch_tokens = j.value("batch_tokens", o.engine.max_batch_tokens);
+        schedule = j.value("schedule", schedule);
+        if (j.contains("shared_prefix")) {
+          for (const auto& n : j.at("shared_prefix")) shared_prefix.insert(n.get<std::string>());
+        }
       } catch (const std::exception& e) {
         return fail("the config file " + a->config + ": " + e.what());
       }
       if (o.n_ctx < 1 || o.max_connections < 1 || threads < 0 || models_memory_mb < 0 ||
-          o.unload_timeout.count() < 0) {
+          o.unload_timeout.count() < 0 || kv_budget_mb < 1 || o.engine.max_seqs < 1 ||
+          o.engine.max_batch_tokens < 1) {
         return fail("the config file " + a->config + " has a value out of range");
       }
     }
@@ -204,10 +237,22 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     if (a->unload_timeout_s >= 0) o.unload_timeout = std::chrono::seconds(a->unload_timeout_s);
     if (!a->pack_cache.empty()) pack_cache = a->pack_cache;
     o.model_memory_budget = static_cast<uint64_t>(models_memory_mb) << 20;
+    if (a->kv_budget_mb > 0) kv_budget_mb = a->kv_budget_mb;
+    o.engine.kv_budget_bytes = static_cast<uint64_t>(kv_budget_mb) << 20;
+    if (a->max_seqs > 0) o.engine.max_seqs = a->max_seqs;
+    if (a->batch_tokens > 0) o.engine.max_batch_tokens = a->batch_tokens;
+    if (!a->schedule.empty()) schedule = a->schedule;
+    if (schedule != "vtc" && schedule != "fifo") {
+      return fail("--schedule must be vtc or fifo, got '" + schedule + "'", 2);
+    }
+    o.engine.policy =
+        schedule == "fifo" ? engine::SchedulePolicy::FIFO : engine::SchedulePolicy::VTC;
+    shared_prefix.insert(a->shared_prefix.begin(), a->shared_prefix.end());
     // A model is a GGUF path or a pulled model's name (hub/store.h); a pulled model's packed
     // weights are cached beside it in the store, a path's in --pack-cache when given.
-    o.resolve_model = [pack_cache](const std::string& name,
-                                   const std::string& source) -> Expected<server::ServedModel> {
+    o.resolve_model = [pack_cache, shared_prefix](
+                          const std::string& name,
+                          const std::string& source) -> Expected<server::ServedModel> {
       auto r = hub::resolve_model(source);
       if (!r) return r.take_error();
       server::ServedModel m;
@@ -216,6 +261,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
       m.source = source;
       m.pack_cache_dir = r->in_store ? r->entry_dir : pack_cache;
       m.sha256 = r->sha256.value_or("");
+      m.shared_prefix = shared_prefix.count(name) > 0;
       return m;
     };
     std::vector<server::ServedModel> served;
@@ -243,7 +289,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     if (!chat_template_path.empty() && !read_text(chat_template_path, o.chat_template)) {
       return fail("cannot read the chat template " + chat_template_path);
     }
-    o.n_threads = resolve_threads(threads);
+    o.engine.n_threads = resolve_threads(threads);
     // Signals go to one thread, which stops the server; every other thread blocks them.
     sigset_t signals;
     sigemptyset(&signals);

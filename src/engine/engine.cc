@@ -1,39 +1,356 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
+#include <list>
 
 #include "util/fault_injection.h"
 
 namespace realm::engine {
-namespace {
 
+using model::kKvBlockTokens;
+
+struct Tenant {
+  double counter = 0;  // virtual tokens served
+  int active = 0;      // engaged sessions (a step queued, or admitted)
+};
+
+struct Pending {
+  Session* session = nullptr;
+  int64_t start = 0;   // the session's size when the step was submitted
+  int64_t target = 0;  // its size when the step is done
+  bool all_logits = false;
+  bool looked_up = false;  // counted in the prefix-cache queries
+  bool charged = false;    // its tenant has been charged for it
+  uint64_t seq = 0;        // submission order
+  std::shared_ptr<const std::atomic<bool>> cancel;
+  StepResult result;
+  std::promise<Expected<StepResult>> promise;
+};
+
+// The state shared by an engine, its scheduler thread and its sessions (which may outlive it).
+struct Core {
+  EngineOptions options;
+  model::Hparams hp;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::list<std::unique_ptr<Pending>> queue;
+  std::vector<Session*> running;  // admitted sessions
+  std::map<std::string, Tenant> tenants;
+  std::shared_ptr<model::KvPool> pools[2];  // by KvType, created on first use
+  EngineStats stats;
+  uint64_t seq = 0, admissions = 0;
+
+  Expected<std::shared_ptr<model::KvPool>> pool(model::KvType type) {
+    auto& p = pools[static_cast<int>(type)];
+    if (!p) {
+      auto made = model::KvPool::create(
+          hp, type, model::KvPool::blocks_for_bytes(hp, type, options.kv_budget_bytes));
+      if (!made) return made.take_error();
+      p = std::move(*made);
+    }
+    return p;
+  }
+
+  // The tenant's place in the fairness order: lower is served first.
+  bool before(const Session& a, const Session& b) const {
+    if (options.policy == SchedulePolicy::VTC && a.tenant_->counter != b.tenant_->counter) {
+      return a.tenant_->counter < b.tenant_->counter;
+    }
+    return a.admitted_at_ < b.admitted_at_;
+  }
+
+  void charge(Session& s, double tokens) { s.tenant_->counter += tokens / s.options_.weight; }
+
+  // Gives back a running session's blocks; it waits to be admitted again (mu held).
+  void preempt(Session& s) {
+    s.cache_.clear();
+    s.admitted_ = false;
+    running.erase(std::find(running.begin(), running.end(), &s));
+    s.set_engaged();
+    ++stats.preemptions;
+  }
+
+  void admit(Session& s) {
+    s.admitted_ = true;
+    s.admitted_at_ = ++admissions;
+    running.push_back(&s);
+    s.set_engaged();
+  }
+
+  // Reuses cached full blocks for the step's next positions (mu held).
+  void look_up(Pending& p) {
+    Session& s = *p.session;
+    if (!s.options_.prefix_namespace) return;
+    if (!p.looked_up) {
+      p.looked_up = true;
+      if (p.target - p.start >= 2)
+        stats.prefix_queries += static_cast<uint64_t>(p.target - p.start);
+    }
+    // The positions whose logits the step returns are computed.
+    const int64_t limit = p.all_logits ? p.start : p.target - 1;
+    model::KvPool& pool = *s.cache_.pool();
+    while (s.cache_.size() % kKvBlockTokens == 0 && s.cache_.size() + kKvBlockTokens <= limit) {
+      const int64_t b = s.cache_.size() / kKvBlockTokens;
+      const int32_t block = pool.lookup(s.key(b));
+      if (block < 0) break;
+      s.cache_.attach(block);
+      s.published_ = std::max(s.published_, b + 1);
+      const int64_t lo = std::max(b * kKvBlockTokens, p.start);
+      const int64_t hi = std::min((b + 1) * kKvBlockTokens, p.target);
+      if (hi > lo) {
+        p.result.cached_tokens += hi - lo;
+        stats.prefix_hits += static_cast<uint64_t>(hi - lo);
+      }
+    }
+  }
+
+  // Ends a step (mu held): a failed one leaves its session as it was before it.
+  void finish(Pending* p, Expected<StepResult> result) {
+    Session& s = *p->session;
+    if (!result) {
+      s.tokens_.resize(static_cast<size_t>(p->start));
+      if (s.cache_.size() > p->start) s.cache_.truncate(p->start);
+      const auto full = static_cast<size_t>(p->start / kKvBlockTokens);
+      if (s.keys_.size() > full) s.keys_.resize(full);
+      s.published_ = std::min<int64_t>(s.published_, p->start / kKvBlockTokens);
+    }
+    // The session is released before the promise is set: the waiter may destroy the session as
+    // soon as it has its result.
+    s.busy_ = false;
+    s.set_engaged();
+    p->promise.set_value(std::move(result));
+    queue.remove_if([&](const std::unique_ptr<Pending>& q) { return q.get() == p; });
+  }
+
+  struct Take {
+    Pending* p;
+    int64_t from, n;
+  };
+  std::vector<Take> plan();
+};
+
+// ---- Session ------------------------------------------------------------------------------------
+
+Session::Session(std::shared_ptr<Core> core, std::shared_ptr<model::KvPool> pool, int64_t n_ctx,
+                 Tenant* tenant, SessionOptions options)
+    : core_(std::move(core)),
+      n_ctx_(n_ctx),
+      cache_(std::move(pool), n_ctx),
+      tenant_(tenant),
+      options_(std::move(options)) {
+  if (!(options_.weight > 0)) options_.weight = 1.0;
+}
+
+Session::~Session() {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  if (admitted_) {
+    core_->running.erase(std::find(core_->running.begin(), core_->running.end(), this));
+    admitted_ = false;
+  }
+  busy_ = false;
+  set_engaged();
+  cache_.clear();
+  core_->stats.sessions -= 1;
+  core_->cv.notify_all();  // blocks were given back
+}
+
+int64_t Session::size() const {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  return static_cast<int64_t>(tokens_.size());
+}
+
+size_t Session::kv_bytes() const {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  return cache_.bytes();
+}
+
+void Session::truncate(int64_t n) {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  if (n < 0 || n >= static_cast<int64_t>(tokens_.size())) return;
+  tokens_.resize(static_cast<size_t>(n));
+  if (cache_.size() > n) cache_.truncate(n);
+  const auto full = static_cast<size_t>(n / kKvBlockTokens);
+  if (keys_.size() > full) keys_.resize(full);
+  published_ = std::min<int64_t>(published_, n / kKvBlockTokens);
+  core_->cv.notify_all();
+}
+
+const model::BlockKey& Session::key(int64_t b) {
+  while (static_cast<int64_t>(keys_.size()) <= b) {
+    const model::BlockKey prev =
+        keys_.empty() ? model::root_key(*options_.prefix_namespace) : keys_.back();
+    const size_t at = keys_.size() * static_cast<size_t>(kKvBlockTokens);
+    keys_.push_back(model::chain_key(
+        prev, std::span<const int32_t>(tokens_).subspan(at, static_cast<size_t>(kKvBlockTokens))));
+  }
+  return keys_[static_cast<size_t>(b)];
+}
+
+void Session::set_engaged() {
+  const bool now = busy_ || admitted_;
+  if (now == engaged_) return;
+  engaged_ = now;
+  if (!now) {
+    --tenant_->active;
+    return;
+  }
+  if (tenant_->active++ == 0) {
+    // Backlogged again: lifted to the lowest counter among the backlogged tenants.
+    double lowest = 0;
+    bool any = false;
+    for (const auto& [name, t] : core_->tenants) {
+      if (&t == tenant_ || t.active == 0) continue;
+      lowest = any ? std::min(lowest, t.counter) : t.counter;
+      any = true;
+    }
+    if (any) tenant_->counter = std::max(tenant_->counter, lowest);
+  }
+}
+
+// ---- the scheduler's plan -----------------------------------------------------------------------
+
+std::vector<Core::Take> Core::plan() {
+  for (auto it = queue.begin(); it != queue.end();) {
+    Pending* p = (it++)->get();
+    if (p->cancel && p->cancel->load(std::memory_order_relaxed)) {
+      finish(p, make_error(ErrorCode::CANCELLED, "decode: cancelled"));
+    }
+  }
+  // Decode steps of running sessions, then their longer steps, then admissions; each group in the
+  // fairness order (FIFO: submission order).
+  std::vector<Pending*> order;
+  for (auto& p : queue) order.push_back(p.get());
+  const auto group = [](const Pending* p) {
+    const Session& s = *p->session;
+    if (!s.admitted_) return 2;
+    return p->target - s.cache_.size() == 1 ? 0 : 1;
+  };
+  std::stable_sort(order.begin(), order.end(), [&](const Pending* a, const Pending* b) {
+    const int ga = group(a), gb = group(b);
+    if (ga != gb) return ga < gb;
+    if (options.policy == SchedulePolicy::VTC &&
+        a->session->tenant_->counter != b->session->tenant_->counter) {
+      return a->session->tenant_->counter < b->session->tenant_->counter;
+    }
+    return a->seq < b->seq;
+  });
+
+  std::vector<Take> takes;
+  std::vector<const Session*> in_pass;
+  const auto taken = [&](const Session* s) {
+    return std::find(in_pass.begin(), in_pass.end(), s) != in_pass.end();
+  };
+  int64_t budget = options.max_batch_tokens;
+  bool admission_closed = false;
+  for (Pending* p : order) {
+    if (budget <= 0) break;
+    Session& s = *p->session;
+    model::KvPool& pool = *s.cache_.pool();
+    if (!s.admitted_) {
+      if (admission_closed) continue;
+      const int64_t need = (p->target + kKvBlockTokens - 1) / kKvBlockTokens;
+      if (static_cast<int64_t>(running.size()) >= options.max_seqs ||
+          need > pool.available_blocks()) {
+        // The session first in the order waits, and the ones behind it with it.
+        admission_closed = true;
+        continue;
+      }
+      admit(s);
+    }
+    look_up(*p);
+    if (!p->charged) {
+      p->charged = true;
+      const int64_t fresh = p->target - std::max(p->start, s.cache_.size());
+      // A one-token step after the prompt is a decoded token; recomputed tokens are free.
+      charge(s, p->target - p->start == 1 && p->start > 0 ? 2.0 : static_cast<double>(fresh));
+    }
+    const int64_t from = s.cache_.size();
+    const int64_t n = std::min(p->target - from, budget);
+    bool self_preempted = false;
+    while (s.cache_.blocks_needed(from + n) > pool.available_blocks()) {
+      Session* victim = nullptr;
+      for (Session* r : running) {
+        if (r == &s || taken(r) || r->cache_.n_blocks() == 0 || r->cache_.pool().get() != &pool) {
+          continue;
+        }
+        if (!victim || before(*victim, *r)) victim = r;
+      }
+      if (!victim) break;
+      if (before(*victim, s)) {
+        // This session is the most served: it gives its blocks back instead.
+        if (s.cache_.n_blocks() > 0) {
+          preempt(s);
+          self_preempted = true;
+          break;
+        }
+      }
+      preempt(*victim);
+    }
+    if (self_preempted) continue;
+    if (s.cache_.blocks_needed(from + n) > pool.available_blocks()) {
+      if (takes.empty()) {
+        bool others_hold = false;
+        for (Session* r : running) others_hold |= r != &s && r->cache_.n_blocks() > 0;
+        if (!others_hold) {
+          finish(p, make_error(ErrorCode::LIMIT, "the KV budget (", pool.n_blocks(), " blocks of ",
+                               kKvBlockTokens, " positions) cannot hold this session"));
+          continue;
+        }
+      }
+      continue;  // next pass
+    }
+    s.cache_.reserve(from + n);
+    takes.push_back({p, from, n});
+    in_pass.push_back(&s);
+    budget -= n;
+  }
+  return takes;
+}
+
+// ---- Engine -------------------------------------------------------------------------------------
+
+namespace {
 // Options are fixed before the scheduler thread starts reading them.
 EngineOptions clamped(EngineOptions o) {
   o.max_batch_tokens = std::max<int64_t>(1, o.max_batch_tokens);
+  o.max_seqs = std::max(1, o.max_seqs);
   return o;
 }
-
 }  // namespace
 
 Engine::Engine(std::shared_ptr<const model::Model> model, EngineOptions options)
     : model_(std::move(model)),
       options_(clamped(options)),
       ws_(options.n_threads),
-      worker_([this] { loop(); }) {}
+      core_(std::make_shared<Core>()) {
+  core_->options = options_;
+  core_->hp = model_->hparams();
+  worker_ = std::thread([this] { loop(); });
+}
 
 Engine::~Engine() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    std::lock_guard<std::mutex> lock(core_->mu);
+    core_->stop = true;
   }
-  cv_.notify_all();
+  core_->cv.notify_all();
   worker_.join();
-  while (!queue_.empty()) finish(0, make_error(ErrorCode::UNAVAILABLE, "engine stopped"));
+  std::lock_guard<std::mutex> lock(core_->mu);
+  while (!core_->queue.empty()) {
+    core_->finish(core_->queue.front().get(), make_error(ErrorCode::UNAVAILABLE, "engine stopped"));
+  }
 }
 
-std::unique_ptr<Session> Engine::open_session(int64_t n_ctx, model::KvType kv) {
-  return std::unique_ptr<Session>(new Session(model_->hparams(), n_ctx, kv, count_));
+std::unique_ptr<Session> Engine::open_session(int64_t n_ctx, SessionOptions options) {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  auto pool = core_->pool(options.kv_type);
+  if (!pool) throw std::bad_alloc();
+  Tenant* t = &core_->tenants[options.tenant];
+  core_->stats.sessions += 1;
+  return std::unique_ptr<Session>(new Session(core_, *pool, n_ctx, t, std::move(options)));
 }
 
 std::future<Expected<StepResult>> Engine::submit(Session& session, std::vector<int32_t> tokens,
@@ -42,15 +359,22 @@ std::future<Expected<StepResult>> Engine::submit(Session& session, std::vector<i
   auto p = std::make_unique<Pending>();
   auto future = p->promise.get_future();
   const int64_t n_vocab = model_->hparams().n_vocab;
+  std::unique_lock<std::mutex> lock(core_->mu);
+  const auto size = static_cast<int64_t>(session.tokens_.size());
+  const auto n = static_cast<int64_t>(tokens.size());
+  const int64_t pool_tokens = session.cache_.pool()->n_blocks() * kKvBlockTokens;
   Error err;
   bool bad = false;
   if (tokens.empty()) {
     err = make_error("decode: no tokens");
     bad = true;
-  } else if (session.size() + static_cast<int64_t>(tokens.size()) > session.n_ctx()) {
-    err =
-        make_error(ErrorCode::LIMIT, "context full: ", session.size(), " tokens in the session + ",
-                   tokens.size(), " new exceed the context size ", session.n_ctx());
+  } else if (size + n > session.n_ctx()) {
+    err = make_error(ErrorCode::LIMIT, "context full: ", size, " tokens in the session + ", n,
+                     " new exceed the context size ", session.n_ctx());
+    bad = true;
+  } else if (size + n > pool_tokens) {
+    err = make_error(ErrorCode::LIMIT, "the session's ", size + n,
+                     " tokens exceed the KV budget of ", pool_tokens, " tokens");
     bad = true;
   } else {
     for (int32_t id : tokens) {
@@ -61,7 +385,6 @@ std::future<Expected<StepResult>> Engine::submit(Session& session, std::vector<i
       }
     }
   }
-  std::unique_lock<std::mutex> lock(mu_);
   if (!bad && session.busy_) {
     err = make_error(ErrorCode::FAILED_PRECONDITION,
                      "decode: the session already has a step in flight");
@@ -71,19 +394,22 @@ std::future<Expected<StepResult>> Engine::submit(Session& session, std::vector<i
     p->promise.set_value(std::move(err));
     return future;
   }
-  if (stop_) {
+  if (core_->stop) {
     p->promise.set_value(make_error(ErrorCode::UNAVAILABLE, "engine stopped"));
     return future;
   }
+  session.tokens_.insert(session.tokens_.end(), tokens.begin(), tokens.end());
   session.busy_ = true;
+  session.set_engaged();
   p->session = &session;
-  p->tokens = std::move(tokens);
-  p->start_size = session.size();
+  p->start = size;
+  p->target = size + n;
   p->all_logits = all_logits;
   p->cancel = std::move(cancel);
-  queue_.push_back(std::move(p));
+  p->seq = ++core_->seq;
+  core_->queue.push_back(std::move(p));
   lock.unlock();
-  cv_.notify_one();
+  core_->cv.notify_all();
   return future;
 }
 
@@ -92,71 +418,78 @@ Expected<StepResult> Engine::decode(Session& session, std::vector<int32_t> token
   return submit(session, std::move(tokens), all_logits, std::move(cancel)).get();
 }
 
-uint64_t Engine::batches_run() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return batches_;
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  EngineStats s = core_->stats;
+  s.running = static_cast<int64_t>(core_->running.size());
+  const auto kv = core_->pools[0] || !core_->pools[1] ? model::KvType::F16 : model::KvType::F32;
+  s.max_session_tokens =
+      model::KvPool::blocks_for_bytes(core_->hp, kv, core_->options.kv_budget_bytes) *
+      kKvBlockTokens;
+  for (const auto& p : core_->queue) s.waiting += p->session->admitted_ ? 0 : 1;
+  for (const auto& pool : core_->pools) {
+    if (!pool) continue;
+    s.kv_blocks += pool->n_blocks();
+    s.kv_blocks_used += pool->used_blocks();
+    s.kv_blocks_cached += pool->cached_blocks();
+    s.kv_block_bytes = pool->block_bytes();
+  }
+  return s;
 }
 
-uint64_t Engine::tokens_run() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return tokens_;
+int64_t Engine::kv_bytes() const {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  int64_t bytes = 0;
+  for (const auto& pool : core_->pools) {
+    if (pool) bytes += pool->used_blocks() * static_cast<int64_t>(pool->block_bytes());
+  }
+  return bytes;
 }
 
-void Engine::finish(size_t i, Expected<StepResult> result) {
-  Pending& p = *queue_[i];
-  if (!result && p.session->cache_.size() > p.start_size) p.session->truncate(p.start_size);
-  // The session is released before the promise is set: the waiter may destroy the session as
-  // soon as it has its result.
-  p.session->busy_ = false;
-  p.promise.set_value(std::move(result));
-  queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
+int64_t Engine::max_session_tokens(model::KvType kv) const {
+  return model::KvPool::blocks_for_bytes(model_->hparams(), kv, options_.kv_budget_bytes) *
+         kKvBlockTokens;
+}
+
+double Engine::tenant_counter(const std::string& tenant) const {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  auto it = core_->tenants.find(tenant);
+  return it == core_->tenants.end() ? 0.0 : it->second.counter;
 }
 
 void Engine::loop() {
+  Core& c = *core_;
   const int64_t n_vocab = model_->hparams().n_vocab;
   for (;;) {
-    // Take the pending steps that fit in one batch (always at least one chunk of the first);
-    // cancelled ones are withdrawn first.
-    std::vector<Pending*> batch;
-    std::vector<int64_t> take;
+    std::vector<Core::Take> takes;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
-      for (size_t i = 0; i < queue_.size();) {
-        if (queue_[i]->cancel && queue_[i]->cancel->load(std::memory_order_relaxed)) {
-          finish(i, make_error(ErrorCode::CANCELLED, "decode: cancelled"));
-        } else {
-          ++i;
-        }
-      }
-      int64_t budget = options_.max_batch_tokens;
-      for (auto& p : queue_) {
-        if (budget <= 0) break;
-        const int64_t left = static_cast<int64_t>(p->tokens.size() - p->done);
-        const int64_t n = std::min(left, budget);
-        batch.push_back(p.get());
-        take.push_back(n);
-        budget -= n;
+      std::unique_lock<std::mutex> lock(c.mu);
+      c.cv.wait(lock, [&] { return c.stop || !c.queue.empty(); });
+      if (c.stop) return;
+      takes = c.plan();
+      if (takes.empty()) {
+        // Everything queued waits for blocks or a free slot: a session ending or shrinking
+        // notifies; a cancel flag is seen at the latest here.
+        c.cv.wait_for(lock, std::chrono::milliseconds(20));
+        continue;
       }
     }
-    if (batch.empty()) continue;
-    std::vector<std::vector<float>> logits(batch.size());
+    std::vector<std::vector<float>> logits(takes.size());
     Status st;
     try {
       std::vector<model::SequenceStep> steps;
-      for (size_t i = 0; i < batch.size(); ++i) {
-        Pending& p = *batch[i];
-        // Logits are needed for every token (all_logits) or for the final token of the step only.
-        const bool all = p.all_logits;
-        const int64_t rows = all ? take[i] : 1;
+      for (size_t i = 0; i < takes.size(); ++i) {
+        const Core::Take& t = takes[i];
+        Session& s = *t.p->session;
+        const int64_t rows = t.p->all_logits ? t.n : 1;
         logits[i].resize(static_cast<size_t>(rows * n_vocab));
-        model::SequenceStep s;
-        s.cache = &p.session->cache_;
-        s.tokens = std::span<const int32_t>(p.tokens).subspan(p.done, static_cast<size_t>(take[i]));
-        s.all_logits = all;
-        s.logits = logits[i];
-        steps.push_back(s);
+        model::SequenceStep step;
+        step.cache = &s.cache_;
+        step.tokens = std::span<const int32_t>(s.tokens_).subspan(static_cast<size_t>(t.from),
+                                                                  static_cast<size_t>(t.n));
+        step.all_logits = t.p->all_logits;
+        step.logits = logits[i];
+        steps.push_back(step);
       }
       fault::point(fault::Site::FORWARD);
       st = model_->forward(steps, ws_);
@@ -165,39 +498,42 @@ void Engine::loop() {
     } catch (...) {
       st = make_error(ErrorCode::INTERNAL, "forward pass failed: unknown exception");
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    ++batches_;
-    for (int64_t n : take) tokens_ += static_cast<uint64_t>(n);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      Pending& p = *batch[i];
-      auto it = std::find_if(queue_.begin(), queue_.end(),
-                             [&](const std::unique_ptr<Pending>& q) { return q.get() == &p; });
-      const auto at = static_cast<size_t>(it - queue_.begin());
+    std::lock_guard<std::mutex> lock(c.mu);
+    ++c.stats.batches;
+    for (const auto& t : takes) c.stats.tokens += static_cast<uint64_t>(t.n);
+    for (size_t i = 0; i < takes.size(); ++i) {
+      Pending& p = *takes[i].p;
+      Session& s = *p.session;
       if (!st) {
         Error e = st.error();
         e.code = ErrorCode::INTERNAL;  // the steps were checked at submit: a host fault
-        finish(at, std::move(e));
+        c.finish(&p, std::move(e));
         continue;
       }
-      p.done += static_cast<size_t>(take[i]);
+      // Full blocks go to the prefix cache.
+      if (s.options_.prefix_namespace) {
+        model::KvPool& pool = *s.cache_.pool();
+        for (int64_t b = s.published_; b < s.cache_.size() / kKvBlockTokens; ++b) {
+          pool.publish(s.cache_.block(b), s.key(b));
+        }
+        s.published_ = std::max(s.published_, s.cache_.size() / kKvBlockTokens);
+      }
+      const int64_t from = takes[i].from, end = from + takes[i].n;
       try {
         if (p.all_logits) {
-          p.result.logits.insert(p.result.logits.end(), logits[i].begin(), logits[i].end());
-        } else if (p.done == p.tokens.size()) {
+          const int64_t skip = std::max<int64_t>(0, p.start - from);  // recomputed positions
+          if (skip < takes[i].n) {
+            p.result.logits.insert(p.result.logits.end(), logits[i].begin() + skip * n_vocab,
+                                   logits[i].end());
+          }
+        } else if (end == p.target) {
           p.result.logits = std::move(logits[i]);
         }
       } catch (const std::exception& e) {
-        finish(at, make_error(ErrorCode::INTERNAL, "decode: ", e.what()));
+        c.finish(&p, make_error(ErrorCode::INTERNAL, "decode: ", e.what()));
         continue;
       }
-      if (p.done == p.tokens.size()) {
-        finish(at, std::move(p.result));
-      } else {
-        // A chunked prefill goes to the back, so the other steps run in the next pass.
-        auto keep = std::move(queue_[at]);
-        queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(at));
-        queue_.push_back(std::move(keep));
-      }
+      if (end == p.target) c.finish(&p, std::move(p.result));
     }
   }
 }

@@ -289,7 +289,13 @@ HostResult session_open(HostCallContext& ctx, std::span<const Val> a) {
   }
   OpenSession os;
   os.model = m;
-  os.session = m->engine->open_session(n_ctx, kv_type(st.sandbox));
+  engine::SessionOptions so;
+  so.kv_type = kv_type(st.sandbox);
+  so.tenant = st.tenant->record.id;
+  so.weight = st.tenant->record.weight;
+  const engine::EngineOptions& eo = m->engine->options();
+  if (eo.prefix_cache) so.prefix_namespace = eo.shared_prefix ? std::string() : so.tenant;
+  os.session = m->engine->open_session(n_ctx, std::move(so));
   const int32_t h = st.request->sessions.insert(std::move(os));
   if (h <= 0) {
     st.limits->release_session(st.tenant->record);
@@ -374,6 +380,8 @@ HostResult decode(HostCallContext& ctx, std::span<const Val> a) {
         make_error("the engine returned ", r->logits.size(), " logits, not ", n_vocab));
   }
   std::memcpy(out->data(), r->logits.data(), r->logits.size() * sizeof(float));
+  // The prompt's tokens found in the prefix cache (usage's cached_tokens).
+  if (req->n_events == 0) req->cached_tokens += r->cached_tokens;
   return ok_i32(n_vocab);
 }
 

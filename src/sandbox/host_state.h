@@ -142,6 +142,7 @@ struct Request {
   bool client_gone = false;
   int64_t token_budget = 0, tokens_used = 0;
   int64_t tokens_before_first_event = -1;  // tokens_used when the first token event came
+  int64_t cached_tokens = 0;               // of the prompt: reused from the prefix cache
   uint64_t max_output = 0, max_event = 0, max_log = 0;
   uint64_t output_bytes = 0, log_bytes = 0, n_events = 0;
   bool final_emitted = false;

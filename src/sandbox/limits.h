@@ -34,6 +34,7 @@ struct TenantRecord {
   std::string id;
   std::vector<std::string> allowed_models;  // model names it may open ("*": every model)
   TenantLimits limits;
+  double weight = 1.0;  // its share of the engines' service (the fair scheduler's weight, > 0)
   bool may_use(std::string_view model) const;
 };
 

@@ -374,6 +374,7 @@ RequestResult Sandbox::Impl::run_job(WasmIsolate& isolate, Job& job,
   r.tokens_decoded = req.tokens_used;
   r.prompt_tokens =
       req.tokens_before_first_event >= 0 ? req.tokens_before_first_event : req.tokens_used;
+  r.cached_tokens = std::min(req.cached_tokens, r.prompt_tokens);
   r.decode_ms = req.decode_ms;
   st->end_request();
   if (r.error == RequestError::ENGINE_LIMIT) drop_isolate = true;
@@ -682,11 +683,10 @@ uint64_t Sandbox::instances_created() const {
   return impl_->instances_created.load();
 }
 
-Expected<Sandbox::ModelStats> Sandbox::model_stats(std::string_view model) const {
+Expected<engine::EngineStats> Sandbox::model_stats(std::string_view model) const {
   auto m = impl_->find_model(model);
   if (!m) return make_error("no shared model named '", model, "'");
-  return ModelStats{m->engine->batches_run(), m->engine->tokens_run(), m->engine->sessions_open(),
-                    m->engine->kv_bytes()};
+  return m->engine->stats();
 }
 
 std::vector<std::string> host_import_names() {

@@ -77,6 +77,8 @@ struct RequestResult {
   // event (all of them when it emitted none). Usage is billed from this and n_events, never from
   // counts a guest writes in its final result.
   int64_t prompt_tokens = 0;
+  // Of prompt_tokens, those whose keys and values came from the tenant's prefix cache.
+  int64_t cached_tokens = 0;
   bool instance_discarded = false;  // the tenant's instance was dropped after this request
   bool instance_created = false;    // this request created the instance it ran in
   double instance_ready_ms = 0;     // when created: instantiate + _initialize + realm_new
@@ -146,14 +148,9 @@ class Sandbox {
   int n_workers() const;
   // Instances created so far (all workers).
   uint64_t instances_created() const;
-  // Forward passes and tokens the shared model's engine has run (batching across tenants).
-  struct ModelStats {
-    uint64_t batches = 0;
-    uint64_t tokens = 0;
-    int64_t sessions = 0;  // open now
-    int64_t kv_bytes = 0;  // held by those sessions' caches
-  };
-  Expected<ModelStats> model_stats(std::string_view model) const;
+  // The shared model's engine: passes and tokens run (batching across tenants), sessions, KV
+  // blocks, preemptions, prefix-cache lookups.
+  Expected<engine::EngineStats> model_stats(std::string_view model) const;
 
   struct Impl;
 

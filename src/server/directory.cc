@@ -65,6 +65,7 @@ sandbox::TenantRecord Directory::record_of(const TenantConfig& t) const {
   r.id = t.id;
   r.allowed_models = t.models.empty() ? std::vector<std::string>{"*"} : t.models;
   r.limits.memory_bytes = static_cast<uint64_t>(t.memory_mb) << 20;
+  r.weight = t.weight;
   r.limits.max_session_ctx = options_.n_ctx;
   r.limits.token_budget = options_.n_ctx + 1;
   // Requests past the concurrency limit wait in the admission queue, so a guest's sessions (one

@@ -91,7 +91,7 @@ std::string Metrics::render(const std::vector<Gauge>& gauges) const {
   };
   std::string last;
   for (const Gauge& g : gauges) {
-    if (g.name != last) head(g.name, "gauge", g.help);
+    if (g.name != last) head(g.name, g.counter ? "counter" : "gauge", g.help);
     last = g.name;
     out += g.name + (g.labels.empty() ? "" : "{" + g.labels + "}") + " " + num(g.value) + "\n";
   }

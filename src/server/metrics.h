@@ -36,11 +36,13 @@ class Metrics {
   // A request ended by its guest's fault (trap, time limit, memory limit, ...).
   void sandbox_fault(const std::string& cause);
 
+  // A value read at render time: a gauge, or a counter kept elsewhere (the engines').
   struct Gauge {
     std::string name, help, labels;  // labels: `model="m"` or ""
     double value = 0;
+    bool counter = false;
   };
-  // The text exposition format (HELP and TYPE lines), gauges first.
+  // The text exposition format (HELP and TYPE lines), sampled values first.
   std::string render(const std::vector<Gauge>& gauges) const;
 
  private:

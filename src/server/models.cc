@@ -38,6 +38,14 @@ uint64_t ModelRegistry::loaded_bytes() const {
   return n;
 }
 
+namespace {
+engine::EngineOptions engine_options_for(const engine::EngineOptions& base, const ServedModel& m) {
+  engine::EngineOptions o = base;
+  o.shared_prefix = m.shared_prefix;
+  return o;
+}
+}  // namespace
+
 Expected<Json> ModelRegistry::load(const ServedModel& m) {
   if (m.name.empty() || m.name.size() > 256) {
     return make_error("a model name has 1..256 bytes, got ", m.name.size());
@@ -106,7 +114,7 @@ Expected<Json> ModelRegistry::load(const ServedModel& m) {
   auto loaded = model::Model::load(m.path, lo, &report);
   if (!loaded) return fail(loaded.take_error());
   if (auto st =
-          sandbox_.add_model(m.name, *loaded, {options_.n_threads, options_.pass_budget},
+          sandbox_.add_model(m.name, *loaded, engine_options_for(options_.engine, m),
                              m.chat_template.empty() ? options_.chat_template : m.chat_template);
       !st) {
     return fail(st.take_error());

@@ -29,15 +29,16 @@ struct ServedModel {
   std::string pack_cache_dir;  // model::LoadOptions ("" = pack in memory)
   std::string sha256;          // of `path`, when known
   std::string chat_template;   // Jinja2 source instead of the file's ("": the server's default)
+  // The operator's choice: one prefix cache for every tenant of this model (else one per tenant).
+  bool shared_prefix = false;
 };
 
 class ModelRegistry {
  public:
   struct Options {
-    int n_threads = 1;
-    int64_t pass_budget = 512;
-    std::string chat_template;   // for every model without its own
-    uint64_t memory_budget = 0;  // bytes of loaded model files; 0 = no budget
+    engine::EngineOptions engine;  // of every model's engine (threads, KV budget, scheduling)
+    std::string chat_template;     // for every model without its own
+    uint64_t memory_budget = 0;    // bytes of loaded model files; 0 = no budget
   };
   ModelRegistry(sandbox::Sandbox& sandbox, Options options);
   ~ModelRegistry();

@@ -365,7 +365,7 @@ Json ResponseShaper::response(const std::string& status, const std::string& text
             {"usage", nullptr}};
   if (status != "in_progress") {
     r["usage"] = {{"input_tokens", input_tokens},
-                  {"input_tokens_details", {{"cached_tokens", 0}}},
+                  {"input_tokens_details", {{"cached_tokens", cached_tokens}}},
                   {"output_tokens", output_tokens},
                   {"output_tokens_details", {{"reasoning_tokens", 0}}},
                   {"total_tokens", input_tokens + output_tokens}};
@@ -443,7 +443,7 @@ Json Shaper::usage_chunk(int64_t prompt_tokens, int64_t completion_tokens) const
   j["usage"] = {{"prompt_tokens", prompt_tokens},
                 {"completion_tokens", completion_tokens},
                 {"total_tokens", prompt_tokens + completion_tokens},
-                {"prompt_tokens_details", {{"cached_tokens", 0}}}};
+                {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
   return j;
 }
 
@@ -466,7 +466,7 @@ Json Shaper::response(const std::string& text, const std::string& finish, int64_
            {{"prompt_tokens", prompt_tokens},
             {"completion_tokens", completion_tokens},
             {"total_tokens", prompt_tokens + completion_tokens},
-            {"prompt_tokens_details", {{"cached_tokens", 0}}}}}};
+            {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}}}};
 }
 
 }  // namespace realm::server

@@ -63,6 +63,7 @@ std::variant<GenRequest, ApiError> parse_gen_request(Endpoint endpoint, std::str
 struct ResponseShaper {
   std::string id, item_id, model;
   int64_t created = 0;
+  int64_t cached_tokens = 0;  // of the input: from the prefix cache (usage)
   // The response object: status "in_progress", "completed" or "incomplete" (by length).
   nlohmann::json response(const std::string& status, const std::string& text, int64_t input_tokens,
                           int64_t output_tokens, bool with_output) const;
@@ -80,6 +81,7 @@ struct Shaper {
   Endpoint endpoint;
   std::string id, model;
   int64_t created = 0;
+  int64_t cached_tokens = 0;  // of the prompt: from the prefix cache (usage)
 
   // A stream chunk carrying `text` (the first chat chunk also carries the role) and the choice's
   // `logprobs` (null, or as logprobs_of shapes them).

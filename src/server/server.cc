@@ -461,6 +461,19 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
          "context_length_exceeded"});
   }
   const int64_t want = g.max_tokens >= 0 ? g.max_tokens : n_ctx - n_prompt;
+  // The model's KV budget: a request that cannot fit even alone is refused (503); one that fits
+  // waits for blocks in the scheduler, never failing for memory others hold.
+  if (auto st = sandbox->model_stats(g.model); st && st->max_session_tokens > 0) {
+    const int64_t need = n_prompt + (g.max_tokens >= 0 ? std::max<int64_t>(g.max_tokens, 1) : 1);
+    if (need > st->max_session_tokens) {
+      return refuse({503,
+                     "the request needs " + std::to_string(need) +
+                         " tokens of KV cache; this model's KV budget holds " +
+                         std::to_string(st->max_session_tokens) + " for one request",
+                     "server_error", "", "kv_budget_exceeded"},
+                    retry_headers(60.0));
+    }
+  }
 
   // Admission: the tenant's rate limits, quota, concurrency and queue.
   TenantQuota quota;
@@ -633,6 +646,7 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
   waiter.join();
   const sandbox::RequestResult r = future.get();
   m.prompt_tokens = r.prompt_tokens;
+  shaper.cached_tokens = rs.cached_tokens = r.cached_tokens;
   adm.ticket->finish(m.prompt_tokens + m.generation_tokens);
   if (gone || channel->gone) {
     o.keep = false;
@@ -890,8 +904,31 @@ std::vector<Metrics::Gauge> Server::Impl::gauges() const {
     const std::string l = "model=\"" + prometheus_label(name) + "\"";
     g.push_back({"realm:active_sessions", "Open sessions (KV caches) on the model.", l,
                  st ? static_cast<double>(st->sessions) : 0.0});
-    g.push_back({"realm:kv_cache_bytes", "Bytes of KV cache held by the model's sessions.", l,
-                 st ? static_cast<double>(st->kv_bytes) : 0.0});
+    const auto v = [&](auto x) { return st ? static_cast<double>(x) : 0.0; };
+    g.push_back({"realm:kv_cache_bytes", "Bytes of KV cache blocks held by the model's sessions.",
+                 l, v(st ? st->kv_blocks_used * static_cast<int64_t>(st->kv_block_bytes) : 0)});
+    g.push_back({"realm:kv_cache_usage_perc",
+                 "Fraction of the model's KV block pool held by sessions (0 to 1).", l,
+                 st && st->kv_blocks > 0
+                     ? static_cast<double>(st->kv_blocks_used) / static_cast<double>(st->kv_blocks)
+                     : 0.0});
+    g.push_back({"realm:kv_cache_cached_blocks",
+                 "KV blocks of the model held by the prefix cache (in use or evictable).", l,
+                 v(st ? st->kv_blocks_cached : 0)});
+    g.push_back({"realm:num_sequences_running", "Sequences admitted by the model's scheduler.", l,
+                 v(st ? st->running : 0)});
+    g.push_back({"realm:num_sequences_waiting",
+                 "Sequences waiting for admission (KV blocks or a slot) on the model.", l,
+                 v(st ? st->waiting : 0)});
+    g.push_back({"realm:num_preemptions_total",
+                 "Sequences preempted (blocks given back, recomputed later) on the model.", l,
+                 v(st ? st->preemptions : 0), true});
+    g.push_back({"realm:prefix_cache_queries_total",
+                 "Prompt tokens looked up in the prefix cache on the model.", l,
+                 v(st ? st->prefix_queries : 0), true});
+    g.push_back({"realm:prefix_cache_hits_total",
+                 "Prompt tokens found in the prefix cache (not recomputed) on the model.", l,
+                 v(st ? st->prefix_hits : 0), true});
   }
   std::stable_sort(g.begin(), g.end(),
                    [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -1428,7 +1465,7 @@ Expected<std::unique_ptr<Server>> Server::create(ServerOptions options,
   if (!sb) return sb.take_error();
   impl->sandbox = std::move(*sb);
   ModelRegistry::Options mo;
-  mo.n_threads = options.n_threads;
+  mo.engine = options.engine;
   mo.chat_template = options.chat_template;
   mo.memory_budget = options.model_memory_budget;
   impl->models = std::make_unique<ModelRegistry>(*impl->sandbox, mo);

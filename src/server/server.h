@@ -50,7 +50,8 @@ struct ServerOptions {
   size_t max_tenant_labels = 100;  // distinct tenant label values in /metrics
   size_t responses_per_tenant = 1000;  // kept for previous_response_id
   std::chrono::seconds response_ttl{3600};
-  int n_threads = 1;                        // per model
+  // Every model's engine: threads, per-pass token budget, KV budget, sequences, policy.
+  engine::EngineOptions engine{1};
   uint64_t model_memory_budget = 0;         // bytes of loaded model files; 0: none
   std::chrono::seconds unload_timeout{30};  // an unload cancels requests still running after it
   // Turns the admin API's {"name", "model"} into a model to load ("model": a GGUF path or a
