@@ -94,12 +94,15 @@ Result run_one(const Url& url, const std::string& key, const nlohmann::json& bod
     char chunk[16384];
     auto last = t0;
     int64_t chunks = 0;
-    bool usage_seen = false;
+    bool usage_seen = false, finished = false;
+    std::string stream_error;
     while (!parser.is_done()) {
       parser.get().body().data = chunk;
       parser.get().body().size = sizeof chunk;
       beast::error_code ec;
-      http::read(stream, buf, parser, ec);
+      // read_some: what has arrived (a whole read would wait for the buffer to fill, which
+      // merges the events of a stream and hides their timing).
+      http::read_some(stream, buf, parser, ec);
       if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
       const size_t n = sizeof chunk - parser.get().body().size;
       if (status != 200) {
@@ -112,15 +115,26 @@ Result run_one(const Url& url, const std::string& key, const nlohmann::json& bod
         pending.erase(0, nl + 2);
         if (event.rfind("data: ", 0) != 0) continue;
         const std::string data = event.substr(6);
-        if (data == "[DONE]") continue;
+        if (data == "[DONE]") {
+          finished = true;
+          continue;
+        }
         const auto j = nlohmann::json::parse(data, nullptr, false);
         if (j.is_discarded()) continue;
+        if (j.contains("error")) {  // an error event ends the stream as a failure
+          stream_error = data.substr(0, 200);
+          continue;
+        }
         if (j.contains("usage") && j["usage"].is_object()) {
           r.prompt_tokens = j["usage"].value("prompt_tokens", int64_t{0});
           r.output_tokens = j["usage"].value("completion_tokens", int64_t{0});
           usage_seen = true;
         }
         if (!j.contains("choices") || j["choices"].empty()) continue;
+        if (j["choices"][0].contains("finish_reason") &&
+            j["choices"][0]["finish_reason"].is_string()) {
+          finished = true;
+        }
         const std::string text = j["choices"][0].value("text", std::string());
         if (text.empty()) continue;
         const auto now = Clock::now();
@@ -135,6 +149,14 @@ Result run_one(const Url& url, const std::string& key, const nlohmann::json& bod
     }
     if (status != 200) {
       r.error = "HTTP " + std::to_string(status) + ": " + error_body.substr(0, 200);
+      return r;
+    }
+    if (!stream_error.empty()) {
+      r.error = "error event: " + stream_error;
+      return r;
+    }
+    if (!finished) {
+      r.error = "the stream ended without a finish_reason or [DONE]";
       return r;
     }
     if (!usage_seen) r.output_tokens = chunks;

@@ -161,6 +161,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                                                     "tenant_queue",
                                                     "queue_timeout_s",
                                                     "request_timeout_s",
+                                                    "read_timeout_s",
+                                                    "write_timeout_s",
                                                     "max_tenant_labels",
                                                     "responses_per_tenant",
                                                     "response_ttl_s",

@@ -646,7 +646,7 @@ Outcome Server::Impl::generate(const Identity& who, GenRequest g, const std::str
   waiter.join();
   const sandbox::RequestResult r = future.get();
   m.prompt_tokens = r.prompt_tokens;
-  shaper.cached_tokens = rs.cached_tokens = r.cached_tokens;
+  shaper.cached_tokens = rs.cached_tokens = row.cached_tokens = r.cached_tokens;
   adm.ticket->finish(m.prompt_tokens + m.generation_tokens);
   if (gone || channel->gone) {
     o.keep = false;

@@ -809,6 +809,115 @@ test("deadlines: a trickled request gets 408, an idle connection is closed, a st
   }
 });
 
+// The scheduler through the server: per-tenant prefix cache with cached_tokens, no reuse across
+// tenants, multi-turn reuse over the WebSocket, preemption under a small KV budget, and 503 for a
+// request that cannot fit even alone.
+const scrapeValue = async (series) => {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+};
+const words = (n, seed) => Array.from({length: n}, (_, i) =>
+  ["tom", "ran", "to", "the", "big", "red", "ball", "and", "sam", "saw", "a", "dog"][(i * 7 + seed) % 12])
+  .join(" ");
+
+test("prefix cache: a tenant's repeated system prompt is reused, bit-identical; another tenant's is not", async () => {
+  cli("tenants", "create", "pfx-a", "--concurrency", "8");
+  cli("tenants", "create", "pfx-b", "--concurrency", "8");
+  const a = clientFor(newKey("pfx-a")), b = clientFor(newKey("pfx-b"));
+  await sleep(600);
+  const system = words(170, 1);
+  const req = (q) => ({model: "stories", max_tokens: 16, temperature: 0,
+                       messages: [{role: "system", content: system}, {role: "user", content: q}]});
+  const hits = 'realm:prefix_cache_hits_total{model="stories"}';
+  const h0 = await scrapeValue(hits);
+  const first = await a.chat.completions.create(req("Tell me a story"));
+  assert.equal(first.usage.prompt_tokens_details.cached_tokens, 0);
+  const second = await a.chat.completions.create(req("Tell me a story"));
+  const cached = second.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached >= first.usage.prompt_tokens - 32 && cached < first.usage.prompt_tokens, `cached ${cached}`);
+  assert.equal(second.choices[0].message.content, first.choices[0].message.content);
+  assert.equal(await scrapeValue(hits) - h0, cached);
+  // Another question after the same system prompt: the system prompt's blocks are reused.
+  const other = await a.chat.completions.create(req("Who is Sam?"));
+  assert.ok(other.usage.prompt_tokens_details.cached_tokens >= 192, JSON.stringify(other.usage));
+  // Tenant b sends the very same request: nothing is reused, the text is the same.
+  const h1 = await scrapeValue(hits);
+  const fromB = await b.chat.completions.create(req("Tell me a story"));
+  assert.equal(fromB.usage.prompt_tokens_details.cached_tokens, 0);
+  assert.equal(fromB.choices[0].message.content, first.choices[0].message.content);
+  assert.equal(await scrapeValue(hits), h1);
+  // Streamed usage reports it too.
+  const stream = await a.chat.completions.create({...req("Tell me a story"), stream: true,
+                                                  stream_options: {include_usage: true}});
+  let usage;
+  for await (const c of stream) if (c.usage) usage = c.usage;
+  assert.equal(usage.prompt_tokens_details.cached_tokens, cached);
+});
+
+test("prefix cache: a WebSocket conversation with previous_response_id prefills only the new turn, with the cold run's text", async () => {
+  cli("tenants", "create", "pfx-ws", "--concurrency", "8");
+  cli("tenants", "create", "pfx-cold", "--concurrency", "8");
+  const kWs = newKey("pfx-ws"), cold = clientFor(newKey("pfx-cold"));
+  await sleep(600);
+  const {rws, run} = wsSession(kWs);
+  const instructions = words(120, 2);
+  const one = await run({model: "stories", instructions, input: "Tell me a story",
+                         max_output_tokens: 24, temperature: 0});
+  assert.equal(one.end.response.usage.input_tokens_details.cached_tokens, 0);
+  const firstText = one.end.response.output[0].content[0].text;
+  const two = await run({model: "stories", instructions, input: "And then?", max_output_tokens: 16,
+                         temperature: 0, previous_response_id: one.end.response.id});
+  const u = two.end.response.usage;
+  // The earlier turn (all but the last partial block of it) comes from the cache.
+  assert.ok(u.input_tokens_details.cached_tokens >= one.end.response.usage.input_tokens - 32,
+            JSON.stringify(u));
+  // The same conversation, cold, by a tenant with nothing cached.
+  const whole = await cold.responses.create({model: "stories", instructions, max_output_tokens: 16,
+    temperature: 0, input: [{role: "user", content: "Tell me a story"},
+                            {role: "assistant", content: firstText},
+                            {role: "user", content: "And then?"}]});
+  assert.equal(whole.usage.input_tokens_details.cached_tokens, 0);
+  assert.equal(two.end.response.output[0].content[0].text, whole.output_text);
+  assert.equal(u.input_tokens, whole.usage.input_tokens);
+  rws.close();
+});
+
+test("KV budget: streams beyond the budget are preempted and still give their alone text; too large a request gets 503", async () => {
+  cli("tenants", "create", "kvb", "--concurrency", "64");
+  const k = newKey("kvb");
+  const s = startServer(["--kv-budget-mb", "1", "-c", "4096"]);
+  const p = await s.ready;
+  try {
+    const c = new OpenAI({baseURL: `http://127.0.0.1:${p}/v1`, apiKey: k, maxRetries: 0});
+    const req = (i) => ({model: "stories", prompt: words(8 + i, i), max_tokens: 200,
+                         temperature: 0.8, seed: i});
+    const alone = [];
+    for (let i = 0; i < 4; ++i) alone.push((await c.completions.create(req(i))).choices[0].text);
+    const texts = await Promise.all(Array.from({length: 16}, async (_, j) => {
+      const stream = await c.completions.create({...req(j % 4), stream: true});
+      let text = "";
+      for await (const chunk of stream) for (const ch of chunk.choices) text += ch.text;
+      return text;
+    }));
+    texts.forEach((t, j) => assert.equal(t, alone[j % 4], `stream ${j}`));
+    const metrics = await (await fetch(`http://127.0.0.1:${p}/metrics`)).text();
+    const pre = /realm:num_preemptions_total\{model="stories"\} (\d+)/.exec(metrics);
+    assert.ok(pre && Number(pre[1]) > 0, "some streams were preempted");
+    assert.match(metrics, /realm:kv_cache_usage_perc\{model="stories"\} /);
+    // One request larger than the whole budget: 503 with Retry-After, nothing else hurt.
+    const res = await fetch(`http://127.0.0.1:${p}/v1/completions`, {method: "POST",
+      headers: {authorization: `Bearer ${k}`, "content-type": "application/json"},
+      body: JSON.stringify({model: "stories", prompt: "Once", max_tokens: 3000})});
+    assert.equal(res.status, 503);
+    assert.ok(res.headers.get("retry-after"));
+    assert.equal((await res.json()).error.code, "kv_budget_exceeded");
+    assert.equal((await c.completions.create(req(0))).choices[0].text, alone[0]);
+  } finally {
+    s.proc.kill("SIGKILL");
+  }
+});
+
 test("SIGTERM mid-stream: the stream finishes within the grace period and the server exits 0", async () => {
   const s = startServer(["--grace-s", "10"]);
   const p = await s.ready;
