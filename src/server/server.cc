@@ -923,6 +923,11 @@ std::vector<Metrics::Gauge> Server::Impl::gauges() const {
     g.push_back({"realm:num_preemptions_total",
                  "Sequences preempted (blocks given back, recomputed later) on the model.", l,
                  v(st ? st->preemptions : 0), true});
+    g.push_back({"realm:engine_passes_total",
+                 "Forward passes run on the model (each serves every sequence in its batch).", l,
+                 v(st ? st->batches : 0), true});
+    g.push_back({"realm:engine_tokens_total", "Tokens carried by the model's forward passes.", l,
+                 v(st ? st->tokens : 0), true});
     g.push_back({"realm:prefix_cache_queries_total",
                  "Prompt tokens looked up in the prefix cache on the model.", l,
                  v(st ? st->prefix_queries : 0), true});
