@@ -480,8 +480,8 @@ void Engine::loop() {
       if (c.stop) return;
       // Gather the running sessions of the last pass (a fifth of its time at most, 5 ms), so one
       // early step does not leave with a pass of its own and the rest wait for the next one.
-      const auto gather = std::chrono::microseconds(
-          static_cast<int64_t>(std::min(5000.0, c.last_pass_ms * 200.0)));
+      const auto gather =
+          std::chrono::microseconds(static_cast<int64_t>(std::min(5000.0, c.last_pass_ms * 200.0)));
       c.cv.wait_for(lock, gather, [&] { return c.stop || c.awaited_back(); });
       if (c.stop) return;
       takes = c.plan();
@@ -513,8 +513,8 @@ void Engine::loop() {
       fault::point(fault::Site::FORWARD);
       const auto t0 = std::chrono::steady_clock::now();
       st = model_->forward(steps, ws_);
-      last_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count();
+      last_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     } catch (const std::exception& e) {
       st = make_error(ErrorCode::INTERNAL, "forward pass failed: ", e.what());
     } catch (...) {
