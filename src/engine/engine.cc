@@ -174,11 +174,6 @@ int64_t Session::size() const {
   return static_cast<int64_t>(tokens_.size());
 }
 
-size_t Session::kv_bytes() const {
-  std::lock_guard<std::mutex> lock(core_->mu);
-  return cache_.bytes();
-}
-
 void Session::truncate(int64_t n) {
   std::lock_guard<std::mutex> lock(core_->mu);
   if (n < 0 || n >= static_cast<int64_t>(tokens_.size())) return;
@@ -434,10 +429,9 @@ EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> lock(core_->mu);
   EngineStats s = core_->stats;
   s.running = static_cast<int64_t>(core_->running.size());
-  const auto kv = core_->pools[0] || !core_->pools[1] ? model::KvType::F16 : model::KvType::F32;
-  s.max_session_tokens =
-      model::KvPool::blocks_for_bytes(core_->hp, kv, core_->options.kv_budget_bytes) *
-      kKvBlockTokens;
+  // The budget of the cache type in use (F16 when none is yet).
+  s.max_session_tokens = max_session_tokens(
+      core_->pools[0] || !core_->pools[1] ? model::KvType::F16 : model::KvType::F32);
   for (const auto& p : core_->queue) s.waiting += p->session->admitted_ ? 0 : 1;
   for (const auto& pool : core_->pools) {
     if (!pool) continue;
@@ -447,15 +441,6 @@ EngineStats Engine::stats() const {
     s.kv_block_bytes = pool->block_bytes();
   }
   return s;
-}
-
-int64_t Engine::kv_bytes() const {
-  std::lock_guard<std::mutex> lock(core_->mu);
-  int64_t bytes = 0;
-  for (const auto& pool : core_->pools) {
-    if (pool) bytes += pool->used_blocks() * static_cast<int64_t>(pool->block_bytes());
-  }
-  return bytes;
 }
 
 int64_t Engine::max_session_tokens(model::KvType kv) const {

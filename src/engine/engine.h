@@ -92,8 +92,6 @@ class Session {
   int64_t size() const;
   // Keeps the first n tokens (continue from there with the next step).
   void truncate(int64_t n);
-  // Bytes of the KV blocks the session holds now.
-  size_t kv_bytes() const;
 
  private:
   friend class Engine;
@@ -173,9 +171,6 @@ class Engine {
   // Forward passes run so far and the tokens they carried (for tests and metrics).
   uint64_t batches_run() const { return stats().batches; }
   uint64_t tokens_run() const { return stats().tokens; }
-  int64_t sessions_open() const { return stats().sessions; }
-  // Bytes of the KV blocks held by sessions.
-  int64_t kv_bytes() const;
   // The largest session (positions) the KV budget can hold.
   int64_t max_session_tokens(model::KvType kv = model::KvType::F16) const;
   // A tenant's virtual token counter (tests, metrics); 0 for one never seen.

@@ -113,14 +113,18 @@ int32_t KvPool::alloc() {
   return b;
 }
 
-void KvPool::ref(int32_t b) {
-  std::lock_guard<std::mutex> lock(mu_);
+void KvPool::ref_locked(int32_t b) {
   Meta& m = meta_[static_cast<size_t>(b)];
   if (m.refs++ == 0) {
     // Only a cached block is taken back from zero references.
     if (m.published) lru_.erase(m.lru);
     ++used_;
   }
+}
+
+void KvPool::ref(int32_t b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ref_locked(b);
 }
 
 void KvPool::unref(int32_t b) {
@@ -156,13 +160,8 @@ int32_t KvPool::lookup(const BlockKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) return -1;
-  const int32_t b = it->second;
-  Meta& m = meta_[static_cast<size_t>(b)];
-  if (m.refs++ == 0) {
-    lru_.erase(m.lru);
-    ++used_;
-  }
-  return b;
+  ref_locked(it->second);
+  return it->second;
 }
 
 // ---- KvCache ------------------------------------------------------------------------------------

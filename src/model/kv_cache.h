@@ -94,6 +94,7 @@ class KvPool {
 
  private:
   KvPool(KvType type, int64_t n_blocks, size_t row, size_t block_bytes, uint8_t* base);
+  void ref_locked(int32_t b);  // mu_ held
   struct Meta {
     int32_t refs = 0;
     bool published = false;

@@ -900,40 +900,41 @@ std::vector<Metrics::Gauge> Server::Impl::gauges() const {
                "Generation requests waiting for a concurrency slot or a sandbox worker.", "",
                static_cast<double>(admission->waiting()) + sandbox_waiting});
   for (const std::string& name : models->names()) {
-    auto st = sandbox->model_stats(name);
+    // An engine that cannot be read (an unload in progress) shows zeros.
+    auto read = sandbox->model_stats(name);
+    const engine::EngineStats st = read ? *read : engine::EngineStats{};
     const std::string l = "model=\"" + prometheus_label(name) + "\"";
-    g.push_back({"realm:active_sessions", "Open sessions (KV caches) on the model.", l,
-                 st ? static_cast<double>(st->sessions) : 0.0});
-    const auto v = [&](auto x) { return st ? static_cast<double>(x) : 0.0; };
-    g.push_back({"realm:kv_cache_bytes", "Bytes of KV cache blocks held by the model's sessions.",
-                 l, v(st ? st->kv_blocks_used * static_cast<int64_t>(st->kv_block_bytes) : 0)});
-    g.push_back({"realm:kv_cache_usage_perc",
-                 "Fraction of the model's KV block pool held by sessions (0 to 1).", l,
-                 st && st->kv_blocks > 0
-                     ? static_cast<double>(st->kv_blocks_used) / static_cast<double>(st->kv_blocks)
-                     : 0.0});
-    g.push_back({"realm:kv_cache_cached_blocks",
-                 "KV blocks of the model held by the prefix cache (in use or evictable).", l,
-                 v(st ? st->kv_blocks_cached : 0)});
-    g.push_back({"realm:num_sequences_running", "Sequences admitted by the model's scheduler.", l,
-                 v(st ? st->running : 0)});
-    g.push_back({"realm:num_sequences_waiting",
-                 "Sequences waiting for admission (KV blocks or a slot) on the model.", l,
-                 v(st ? st->waiting : 0)});
-    g.push_back({"realm:num_preemptions_total",
-                 "Sequences preempted (blocks given back, recomputed later) on the model.", l,
-                 v(st ? st->preemptions : 0), true});
-    g.push_back({"realm:engine_passes_total",
-                 "Forward passes run on the model (each serves every sequence in its batch).", l,
-                 v(st ? st->batches : 0), true});
-    g.push_back({"realm:engine_tokens_total", "Tokens carried by the model's forward passes.", l,
-                 v(st ? st->tokens : 0), true});
-    g.push_back({"realm:prefix_cache_queries_total",
-                 "Prompt tokens looked up in the prefix cache on the model.", l,
-                 v(st ? st->prefix_queries : 0), true});
-    g.push_back({"realm:prefix_cache_hits_total",
-                 "Prompt tokens found in the prefix cache (not recomputed) on the model.", l,
-                 v(st ? st->prefix_hits : 0), true});
+    const auto d = [](auto x) { return static_cast<double>(x); };
+    const double usage = st.kv_blocks > 0 ? d(st.kv_blocks_used) / d(st.kv_blocks) : 0.0;
+    const Metrics::Gauge rows[] = {
+        {"realm:active_sessions", "Open sessions (KV caches) on the model.", l, d(st.sessions)},
+        {"realm:kv_cache_bytes", "Bytes of KV cache blocks held by the model's sessions.", l,
+         d(st.kv_blocks_used) * d(st.kv_block_bytes)},
+        {"realm:kv_cache_usage_perc",
+         "Fraction of the model's KV block pool held by sessions (0 to 1).", l, usage},
+        {"realm:kv_cache_cached_blocks",
+         "KV blocks of the model held by the prefix cache (in use or evictable).", l,
+         d(st.kv_blocks_cached)},
+        {"realm:num_sequences_running", "Sequences admitted by the model's scheduler.", l,
+         d(st.running)},
+        {"realm:num_sequences_waiting",
+         "Sequences waiting for admission (KV blocks or a slot) on the model.", l, d(st.waiting)},
+        {"realm:num_preemptions_total",
+         "Sequences preempted (blocks given back, recomputed later) on the model.", l,
+         d(st.preemptions), true},
+        {"realm:engine_passes_total",
+         "Forward passes run on the model (each serves every sequence in its batch).", l,
+         d(st.batches), true},
+        {"realm:engine_tokens_total", "Tokens carried by the model's forward passes.", l,
+         d(st.tokens), true},
+        {"realm:prefix_cache_queries_total",
+         "Prompt tokens looked up in the prefix cache on the model.", l, d(st.prefix_queries),
+         true},
+        {"realm:prefix_cache_hits_total",
+         "Prompt tokens found in the prefix cache (not recomputed) on the model.", l,
+         d(st.prefix_hits), true},
+    };
+    g.insert(g.end(), std::begin(rows), std::end(rows));
   }
   std::stable_sort(g.begin(), g.end(),
                    [](const auto& a, const auto& b) { return a.name < b.name; });
